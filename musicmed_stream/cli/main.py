@@ -1,0 +1,57 @@
+"""``musicmed-stream`` command line: one module per subcommand, each with ``register(subparsers)``.
+
+A subcommand module's ``register`` adds its parser and sets ``func`` (called with the parsed
+args, returns an exit code). Errors that are the user's (``MusicMedError``, ``OSError``) are
+printed as one line on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from musicmed_stream import __version__
+from musicmed_stream.errors import MusicMedError
+
+# Order is the order in ``--help``.
+SUBCOMMAND_MODULES = (
+    "emotions",
+    "plan",
+    "mapping",
+    "render",
+    "serve",
+    "ctl",
+    "evaluate",
+    "finetune",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicmed-stream",
+        description="Music medicine along the valence-arousal circumplex, following the iso principle.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        module = importlib.import_module(f"musicmed_stream.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("musicmed-stream: interrupted", file=sys.stderr)
+        return 130
+    except (MusicMedError, OSError) as exc:
+        print(f"musicmed-stream: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Plan data types: a session is a tuple of segments along the iso path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+PathShape = Literal["line", "arc"]
+
+
+@dataclass(frozen=True)
+class VA:
+    """A point on Russell's circumplex; valence and arousal in [-1, 1]."""
+
+    valence: float
+    arousal: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One clip of the session."""
+
+    index: int
+    start_s: float
+    duration_s: float
+    valence: float
+    arousal: float
+    emotion: str
+    mood: str
+    instrument: str
+    genre: str
+
+    @property
+    def prompt(self) -> str:
+        """The method's prompt format: ``"mood, emotion, instrument, genre"``."""
+        return f"{self.mood}, {self.emotion}, {self.instrument}, {self.genre}"
+
+    @property
+    def va(self) -> VA:
+        return VA(self.valence, self.arousal)
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """Inputs of the iso planner besides start and target."""
+
+    minutes: float = 15.0
+    clip_seconds: float = 30.0
+    path: PathShape = "line"
+    temperature: float = 0.5
+    match_clips: int = 2
+    settle_clips: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planned session: start and target states and the segments between them."""
+
+    start: VA
+    target: VA
+    settings: PlanSettings
+    segments: tuple[Segment, ...]
+    start_label: str = ""
+    target_label: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.segments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": asdict(self.start),
+            "target": asdict(self.target),
+            "start_label": self.start_label,
+            "target_label": self.target_label,
+            "settings": asdict(self.settings),
+            "segments": [asdict(s) | {"prompt": s.prompt} for s in self.segments],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        seg_fields = set(Segment.__dataclass_fields__)
+        return cls(
+            start=VA(**data["start"]),
+            target=VA(**data["target"]),
+            settings=PlanSettings(**data["settings"]),
+            segments=tuple(
+                Segment(**{k: v for k, v in s.items() if k in seg_fields}) for s in data["segments"]
+            ),
+            start_label=data.get("start_label", ""),
+            target_label=data.get("target_label", ""),
+            meta=data.get("meta", {}),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls.from_dict(json.loads(text))
