@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "serve",
     "ctl",
     "evaluate",
+    "compare",
     "finetune",
 )
 

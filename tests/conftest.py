@@ -1,0 +1,18 @@
+"""Shared fixtures. The MTG-Jamendo metadata lives beside the checkout, never inside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JAMENDO_DIR = REPO_ROOT.parent / "shared" / "data" / "mtg-jamendo"
+
+
+@pytest.fixture(scope="session")
+def jamendo_dir() -> Path:
+    """The MTG-Jamendo tag metadata folder (``../shared/data/mtg-jamendo``)."""
+    if not (JAMENDO_DIR / "autotagging_moodtheme.tsv").is_file():
+        pytest.fail(f"MTG-Jamendo metadata not found at {JAMENDO_DIR}")
+    return JAMENDO_DIR
