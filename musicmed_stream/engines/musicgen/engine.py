@@ -1,0 +1,326 @@
+"""The ``musicgen`` engine: MusicGen (transformers) clips along the plan, each continuing the last.
+
+The first clip is generated from its text prompt alone. Every later clip is conditioned on the
+silence-trimmed tail of the previous clip as an audio prompt (plus its own text prompt), the
+method's way of keeping one piece of music flowing across clips; transformers returns prompt +
+continuation, and the clip is the continuation only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from musicmed_stream.engines.base import Clip, Continuation
+from musicmed_stream.engines.musicgen.loading import (
+    DEFAULT_MODEL,
+    AdapterInfo,
+    LoadedMusicgen,
+    load_musicgen,
+)
+from musicmed_stream.errors import AudioError, ConfigError, GenerationCancelled
+from musicmed_stream.planner.types import Segment
+
+log = logging.getLogger(__name__)
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"musicgen {name} must be a {'non-negative' if allow_zero else 'positive'} number")
+    return value
+
+
+def to_model_rate(tail: np.ndarray, sample_rate: int, model_rate: int) -> np.ndarray:
+    """Mono float32 audio at ``model_rate`` from ``(frames, channels)`` audio at ``sample_rate``."""
+    audio = np.asarray(tail, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    if audio.size and not np.all(np.isfinite(audio)):
+        raise AudioError("the previous clip's tail holds non-finite samples")
+    if audio.size and sample_rate != model_rate:
+        import soxr
+
+        audio = soxr.resample(audio, sample_rate, model_rate, quality="HQ").astype(np.float32)
+    return audio
+
+
+class _AnyEvent:
+    """Set when any of its events is set (the caller's cancel, or the stream being closed)."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
+class MusicgenEngine:
+    """MusicGen clips for planned segments (``Engine`` protocol).
+
+    Parameters
+    ----------
+    model : str
+        Hugging Face model id (looked up in the local cache) or a folder saved with ``save_pretrained``.
+    adapter : str, optional
+        Folder of a PEFT LoRA adapter from ``musicmed-stream finetune``.
+    device : str
+        ``auto`` (CUDA, then MPS, then CPU), ``cuda``, ``cuda:N``, ``mps`` or ``cpu``.
+    dtype : str
+        ``auto`` (bfloat16/float16 on a GPU, float32 on CPU), ``float32``, ``bfloat16``, ``float16``.
+    top_k, temperature, guidance_scale :
+        Sampling: top-k, softmax temperature, classifier-free guidance scale (1 disables it).
+    tail_seconds : float
+        At most this much of the previous clip's tail conditions the next clip (0: text only).
+    stream_chunk_seconds : float
+        Audio per streamed chunk.
+    allow_download : bool
+        Fetch a model id missing from the cache (otherwise never touch the network).
+    require_gpu : bool
+        Refuse to run on the CPU.
+    merge_adapter : bool
+        Merge the LoRA weights into the decoder (faster; equal to rounding).
+    loaded : LoadedMusicgen, optional
+        An already loaded model to share (then ``model``/``adapter``/``device``/``dtype`` are ignored).
+    """
+
+    name = "musicgen"
+    channels = 1
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        adapter: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        top_k: int = 250,
+        guidance_scale: float = 3.0,
+        temperature: float = 1.0,
+        tail_seconds: float = 10.0,
+        stream_chunk_seconds: float = 2.0,
+        allow_download: bool = False,
+        require_gpu: bool = False,
+        merge_adapter: bool = True,
+        loaded: LoadedMusicgen | None = None,
+    ) -> None:
+        if int(top_k) < 0:
+            raise ConfigError("musicgen top_k must be >= 0 (0 disables top-k filtering)")
+        self.top_k = int(top_k)
+        self.guidance_scale = _positive("guidance_scale", guidance_scale)
+        self.temperature = _positive("temperature", temperature)
+        self.tail_seconds = _positive("tail_seconds", tail_seconds, allow_zero=True)
+        self.stream_chunk_seconds = _positive("stream_chunk_seconds", stream_chunk_seconds)
+        self._mg = loaded or load_musicgen(
+            model,
+            adapter,
+            device=device,
+            dtype=dtype,
+            allow_download=allow_download,
+            merge_adapter=merge_adapter,
+        )
+        if require_gpu and self._mg.device == "cpu":
+            raise ConfigError("musicgen require_gpu is set but no GPU was found")
+        self.model_name = model
+        self.sample_rate = self._mg.sample_rate
+        self.hop_length = int(self._mg.model.config.audio_encoder.hop_length)
+        self._lock = threading.Lock()  # one generation at a time on the shared model
+
+    @property
+    def loaded(self) -> LoadedMusicgen:
+        return self._mg
+
+    @property
+    def adapter_info(self) -> AdapterInfo | None:
+        """The adapter's training facts (tag mapping, label statistics), for the planner."""
+        return self._mg.adapter
+
+    @property
+    def tag_mapping(self) -> dict[str, Any]:
+        """Mood tag -> emotion/valence/arousal the adapter was trained with (empty without adapter)."""
+        return dict(self._mg.adapter.tag_mapping) if self._mg.adapter else {}
+
+    @property
+    def max_clip_seconds(self) -> float:
+        """Longest clip one generation can give (MusicGen's position window, minus the codebook delay)."""
+        return (self._mg.max_positions - self._mg.num_codebooks - 1) / self._mg.frame_rate
+
+    # -- Engine protocol -------------------------------------------------------------------
+
+    def generate(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Clip:
+        """Generate the clip for ``segment`` (continuing ``previous``); see the class docstring."""
+        return self._run(segment, previous, seed, cancel, on_audio=None)
+
+    def stream(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[np.ndarray | Clip]:
+        """Yield audio chunks ``(frames, 1)`` while the clip is generated, then the :class:`Clip`.
+
+        The final clip is the same as :meth:`generate` gives; the chunks are decoded in overlapping
+        windows and match it closely but not bit for bit (see ``streaming.CodeStreamer``).
+        Closing the iterator early stops the generation.
+        """
+        items: queue.Queue[tuple[str, Any]] = queue.Queue()
+        closed = threading.Event()
+        stop = _AnyEvent(cancel, closed)
+
+        def work() -> None:
+            try:
+                clip = self._run(segment, previous, seed, stop, on_audio=lambda a: items.put(("audio", a)))
+                items.put(("clip", clip))
+            except BaseException as exc:  # handed to the consumer thread, re-raised there
+                items.put(("error", exc))
+
+        worker = threading.Thread(target=work, name=f"musicgen-clip-{segment.index}", daemon=True)
+        worker.start()
+        wanted = self._clip_samples(segment)
+        sent = 0
+        try:
+            while True:
+                kind, item = items.get()
+                if kind == "error":
+                    raise item
+                if kind == "clip":
+                    if sent < wanted:  # the chunks fell short of the trimmed clip: send the rest
+                        yield item.audio[sent:]
+                    yield item
+                    return
+                chunk = item[: max(0, wanted - sent)]
+                sent += chunk.size
+                if chunk.size:
+                    yield chunk.reshape(-1, 1)
+        finally:
+            closed.set()
+            worker.join()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _clip_samples(self, segment: Segment) -> int:
+        return round(segment.duration_s * self.sample_rate)
+
+    def prompt_audio(self, previous: Continuation | None, clip_frames: int) -> np.ndarray:
+        """The audio prompt for a clip: the previous tail, mono at the model rate, capped and frame-aligned.
+
+        At most ``tail_seconds`` and at most what fits beside ``clip_frames`` in the position window;
+        the most recent audio is kept and the start trimmed to a whole number of codec frames, so
+        the prompt's codes and the continuation meet exactly at a frame boundary.
+        """
+        if previous is None or previous.tail.size == 0 or self.tail_seconds == 0:
+            return np.zeros(0, dtype=np.float32)
+        audio = to_model_rate(previous.tail, previous.sample_rate, self.sample_rate)
+        room = self._mg.max_positions - clip_frames - self._mg.num_codebooks - 1
+        frames = min(int(self.tail_seconds * self._mg.frame_rate), room, audio.size // self.hop_length)
+        if frames <= 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.ascontiguousarray(audio[audio.size - frames * self.hop_length :])
+
+    def _run(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        seed: int,
+        cancel: threading.Event | _AnyEvent | None,
+        on_audio: Callable[[np.ndarray], None] | None,
+    ) -> Clip:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        from musicmed_stream.engines.musicgen.streaming import CodeStreamer, StepWatcher
+
+        if segment.duration_s <= 0:
+            raise ConfigError(f"segment {segment.index}: duration must be positive")
+        wanted = self._clip_samples(segment)
+        frames = math.ceil(wanted / self.hop_length)
+        if frames + self._mg.num_codebooks + 1 > self._mg.max_positions:
+            raise ConfigError(
+                f"segment {segment.index}: {segment.duration_s:g} s exceeds MusicGen's window of "
+                f"{self.max_clip_seconds:.1f} s per clip; plan shorter clips (clip_seconds)"
+            )
+        prompt = self.prompt_audio(previous, frames)
+        prompt_frames = prompt.size // self.hop_length
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(f"segment {segment.index} cancelled before it started")
+
+        mg = self._mg
+        proc_kwargs: dict[str, Any] = {"text": [segment.prompt], "padding": True, "return_tensors": "pt"}
+        if prompt_frames:
+            proc_kwargs |= {"audio": [prompt], "sampling_rate": self.sample_rate}
+        inputs = {k: v.to(mg.device) for k, v in mg.processor(**proc_kwargs).items()}
+
+        streamer = None
+        if on_audio is not None:
+            streamer = CodeStreamer(
+                decode=self._decode_codes,
+                num_codebooks=mg.num_codebooks,
+                hop_length=self.hop_length,
+                skip_frames=prompt_frames,
+                chunk_frames=max(1, round(self.stream_chunk_seconds * mg.frame_rate)),
+                on_audio=lambda a: on_audio(a.reshape(-1, 1)),
+            )
+        watcher = StepWatcher(streamer=streamer, cancel=cancel)
+        devices = [torch.device(mg.device).index or 0] if mg.device.startswith("cuda") else []
+        with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            if mg.device == "mps":
+                torch.mps.manual_seed(seed)
+            audio = mg.model.generate(
+                **inputs,
+                do_sample=True,
+                top_k=self.top_k,
+                temperature=self.temperature,
+                guidance_scale=self.guidance_scale,
+                max_new_tokens=frames + mg.num_codebooks - 1,
+                stopping_criteria=StoppingCriteriaList([watcher]),
+            )
+            if watcher.cancelled:
+                raise GenerationCancelled(f"segment {segment.index} cancelled")
+            if streamer is not None:
+                streamer.end()
+        out = audio[0, 0].float().cpu().numpy()[prompt_frames * self.hop_length :]
+        if out.size < wanted:
+            raise AudioError(f"segment {segment.index}: MusicGen gave {out.size} samples, wanted {wanted}")
+        clip_audio = np.ascontiguousarray(out[:wanted], dtype=np.float32).reshape(-1, 1)
+        info = {
+            "prompt_audio_seconds": prompt.size / self.sample_rate,
+            "prompt_frames": prompt_frames,
+            "text_prompt": segment.prompt,
+            "generated_frames": frames,
+            "seed": seed,
+            "model": self.model_name,
+            "adapter": str(mg.adapter.path) if mg.adapter else None,
+            "device": mg.device,
+            "dtype": str(mg.dtype).removeprefix("torch."),
+            "top_k": self.top_k,
+            "temperature": self.temperature,
+            "guidance_scale": self.guidance_scale,
+        }
+        if streamer is not None:
+            info["stream_chunks"] = streamer.chunks_sent
+        return Clip(audio=clip_audio, sample_rate=self.sample_rate, segment_index=segment.index, info=info)
+
+    def _decode_codes(self, codes: Any) -> np.ndarray:
+        """EnCodec audio (float32, mono) of codes ``(K, frames)``."""
+        import torch
+
+        with torch.inference_mode():
+            values = self._mg.model.audio_encoder.decode(
+                codes[None, None].to(self._mg.device), audio_scales=[None]
+            ).audio_values
+        return values[0, 0].float().cpu().numpy()
