@@ -1,0 +1,325 @@
+"""Where the played audio goes: a sound card (``sounddevice``), a recording (``file``) or nowhere
+(``null``).
+
+Every sink pulls fixed blocks from a :class:`~musicmed_stream.player.ring.RingBuffer`. A block
+the ring cannot fill completely is completed with silence and counted as an underrun; the daemon
+reads the counters from its own thread, so the audio path only copies and counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import soundfile as sf
+
+from musicmed_stream.errors import MusicMedError
+from musicmed_stream.player.ring import RingBuffer
+
+log = logging.getLogger(__name__)
+
+SinkType = Literal["sounddevice", "file", "null"]
+SINK_TYPES: tuple[str, ...] = ("sounddevice", "file", "null")
+
+
+class SinkError(MusicMedError):
+    """An output that cannot be opened (no audio device, unwritable recording file)."""
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """How to open a sink (the ``[sink]`` section of the configuration).
+
+    Attributes
+    ----------
+    type : {"sounddevice", "file", "null"}
+    device : str
+        sounddevice output device name or index; empty for the system default.
+    sample_rate, channels, block_size : int
+        Output format and frames per block.
+    latency : str or float
+        sounddevice latency: ``"low"``, ``"high"`` or seconds.
+    file : str
+        Recording path of the ``file`` sink (.wav or .flac).
+    fallback : {"none", "file", "null"}
+        Sink to use when the sound card cannot be opened.
+    speed : float
+        Pace of the ``file`` and ``null`` sinks relative to real time (e.g. 20 for soak tests).
+    """
+
+    type: SinkType = "sounddevice"
+    device: str = ""
+    sample_rate: int = 44100
+    channels: int = 2
+    block_size: int = 1024
+    latency: str | float = "high"
+    file: str = "musicmed-stream.wav"
+    fallback: Literal["none", "file", "null"] = "file"
+    speed: float = 1.0
+
+
+class Sink(Protocol):
+    """An output that consumes a ring buffer block by block once started."""
+
+    name: str
+    sample_rate: int
+    channels: int
+    block_size: int
+
+    def start(self, ring: RingBuffer) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def counters(self) -> tuple[int, int]:
+        """``(underrun_blocks, underrun_frames)`` since start."""
+        ...
+
+
+class _Counters:
+    """Underrun counters written by the audio side, read by the daemon."""
+
+    def __init__(self) -> None:
+        self.blocks = 0
+        self.frames = 0
+
+    def pull(self, ring: RingBuffer, out: np.ndarray) -> None:
+        got = ring.read_into(out)
+        if got < out.shape[0]:
+            out[got:] = 0.0
+            self.blocks += 1
+            self.frames += out.shape[0] - got
+
+
+class PacedSink:
+    """Base of the sinks without a sound card: a thread pulls one block per block period.
+
+    Parameters
+    ----------
+    sample_rate, channels, block_size : int
+    speed : float
+        Blocks are pulled ``speed`` times faster than real time.
+    """
+
+    name = "paced"
+
+    def __init__(self, sample_rate: int, channels: int, block_size: int, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise SinkError(f"sink speed must be positive, got {speed}")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.block_size = block_size
+        self.speed = speed
+        self._counters = _Counters()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, ring: RingBuffer) -> None:
+        self._open()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(ring,), name=f"sink-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._close()
+
+    def counters(self) -> tuple[int, int]:
+        return self._counters.blocks, self._counters.frames
+
+    def _run(self, ring: RingBuffer) -> None:
+        block = np.zeros((self.block_size, self.channels), dtype=np.float32)
+        period = self.block_size / self.sample_rate / self.speed
+        due = time.monotonic()
+        while not self._stop.is_set():
+            self._counters.pull(ring, block)
+            self._consume(block)
+            due += period
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            elif delay < -0.5:  # the machine stalled: keep pace from now instead of catching up in a burst
+                due = time.monotonic()
+
+    def _open(self) -> None:
+        """Acquire the sink's resources (called before the thread starts)."""
+
+    def _consume(self, block: np.ndarray) -> None:
+        """Do something with one played block."""
+
+    def _close(self) -> None:
+        """Release the sink's resources (called after the thread stopped)."""
+
+
+class NullSink(PacedSink):
+    """Discards the audio at the pace of a real device (times ``speed``)."""
+
+    name = "null"
+
+
+class FileSink(PacedSink):
+    """Records exactly the blocks that were played to a WAV or FLAC file, written incrementally.
+
+    The file is flushed about once a second so that it can be read while the daemon runs, and
+    closed properly (header completed) on :meth:`stop`. WAV is written as 32-bit float so the
+    recording is bit-identical to the played samples.
+    """
+
+    name = "file"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sample_rate: int,
+        channels: int,
+        block_size: int,
+        speed: float = 1.0,
+    ) -> None:
+        super().__init__(sample_rate, channels, block_size, speed)
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".wav", ".flac"):
+            raise SinkError(f"sink.file must end in .wav or .flac, got {self.path}")
+        self._file: sf.SoundFile | None = None
+        self._since_flush = 0
+
+    def _open(self) -> None:
+        subtype = "FLOAT" if self.path.suffix.lower() == ".wav" else "PCM_24"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = sf.SoundFile(
+                self.path, "w", samplerate=self.sample_rate, channels=self.channels, subtype=subtype
+            )
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise SinkError(f"cannot open recording file {self.path}: {exc}") from exc
+
+    def _consume(self, block: np.ndarray) -> None:
+        assert self._file is not None
+        self._file.write(block)
+        self._since_flush += block.shape[0]
+        if self._since_flush >= self.sample_rate:
+            self._file.flush()
+            self._since_flush = 0
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class SoundDeviceSink:
+    """Plays through PortAudio with ``sounddevice.OutputStream`` and a callback.
+
+    The callback only copies one block out of the ring (zero-filling what is missing) and
+    counts underruns; it never allocates and never waits for generation.
+    """
+
+    name = "sounddevice"
+
+    def __init__(
+        self,
+        sample_rate: int,
+        channels: int,
+        block_size: int,
+        device: str | int | None = None,
+        latency: str | float = "high",
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.block_size = block_size
+        self.device = device
+        self.latency = latency
+        self._counters = _Counters()
+        self.device_underflows = 0
+        self._stream: Any = None
+
+    def start(self, ring: RingBuffer) -> None:
+        import sounddevice as sd
+
+        counters = self._counters
+
+        def callback(outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+            if status.output_underflow:
+                self.device_underflows += 1
+            counters.pull(ring, outdata)
+
+        try:
+            self._stream = sd.OutputStream(
+                samplerate=self.sample_rate,
+                blocksize=self.block_size,
+                device=self.device,
+                channels=self.channels,
+                dtype="float32",
+                latency=self.latency,
+                callback=callback,
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            self._stream = None
+            raise SinkError(f"cannot open audio output {self.device or 'default'!s}: {exc}") from exc
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
+
+    def counters(self) -> tuple[int, int]:
+        return self._counters.blocks, self._counters.frames
+
+
+def output_device_problem(
+    device: str | int | None = None, sample_rate: int = 44100, channels: int = 2
+) -> str | None:
+    """Why no sound card output can be opened here, or ``None`` when one is available."""
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio library missing
+        return f"PortAudio is not available ({exc}); install libportaudio2"
+    try:
+        sd.query_devices(device, kind="output")
+        sd.check_output_settings(device, channels=channels, dtype="float32", samplerate=sample_rate)
+    except (sd.PortAudioError, ValueError) as exc:
+        return f"no audio output device{f' {device!r}' if device not in (None, '') else ''} ({exc})"
+    return None
+
+
+def _device_arg(device: str) -> str | int | None:
+    if device == "":
+        return None
+    return int(device) if device.isdigit() else device
+
+
+def open_sink(settings: SinkSettings) -> Sink:
+    """Create the configured sink, falling back as configured when there is no sound card.
+
+    Raises
+    ------
+    SinkError
+        If the sound card cannot be used and ``fallback`` is ``"none"``, or the settings are bad.
+    """
+    fmt = (settings.sample_rate, settings.channels, settings.block_size)
+    if settings.type == "null":
+        return NullSink(*fmt, speed=settings.speed)
+    if settings.type == "file":
+        return FileSink(settings.file, *fmt, speed=settings.speed)
+    if settings.type != "sounddevice":
+        raise SinkError(f"unknown sink type {settings.type!r}; choose one of {', '.join(SINK_TYPES)}")
+    device = _device_arg(settings.device)
+    problem = output_device_problem(device, settings.sample_rate, settings.channels)
+    if problem is None:
+        return SoundDeviceSink(*fmt, device=device, latency=settings.latency)
+    if settings.fallback == "none":
+        raise SinkError(f'{problem}; set sink.fallback = "file" to record instead')
+    log.warning("%s; falling back to the %s sink", problem, settings.fallback)
+    if settings.fallback == "file":
+        log.warning("recording to %s", settings.file)
+        return FileSink(settings.file, *fmt, speed=settings.speed)
+    return NullSink(*fmt, speed=settings.speed)
