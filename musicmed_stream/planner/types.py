@@ -52,6 +52,7 @@ class PlanSettings:
     match_clips: int = 2
     settle_clips: int = 2
     seed: int = 0
+    arc_min_radius: float = 0.5  # the ``arc`` path's smallest radius between its ends
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,102 @@
+"""Flags shared by the commands that plan a session (``plan``, ``render``, ``serve``)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from musicmed_stream.emotion import TagMapping, load_tag_mapping
+from musicmed_stream.planner import (
+    Plan,
+    PlanSettings,
+    TagStatistics,
+    load_jamendo_statistics,
+    plan_session,
+    validate_settings,
+)
+
+_DEFAULTS = PlanSettings()
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser, *, require_states: bool = True) -> None:
+    """Add the session-planning flags to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    require_states : bool
+        Whether ``--from`` and ``--to`` are required (``serve`` takes them as optional defaults).
+    """
+    group = parser.add_argument_group("session plan")
+    state_help = "emotion name, mood tag or 'valence,arousal' in [-1, 1]"
+    group.add_argument(
+        "--from", dest="start", required=require_states, metavar="STATE", help=f"start: {state_help}"
+    )
+    group.add_argument(
+        "--to", dest="target", required=require_states, metavar="STATE", help=f"target: {state_help}"
+    )
+    group.add_argument("--minutes", type=float, help=f"session length (default {_DEFAULTS.minutes:g})")
+    group.add_argument(
+        "--clip-seconds", type=float, help=f"length of each clip (default {_DEFAULTS.clip_seconds:g})"
+    )
+    group.add_argument("--path", choices=("line", "arc"), help=f"path shape (default {_DEFAULTS.path})")
+    group.add_argument(
+        "--temperature",
+        type=float,
+        help=f"instrument/genre variety, 0 = never change (default {_DEFAULTS.temperature:g})",
+    )
+    group.add_argument("--seed", type=int, help=f"random seed (default {_DEFAULTS.seed})")
+    group.add_argument(
+        "--match-clips",
+        type=int,
+        help=f"clips that stay at the start state (default {_DEFAULTS.match_clips})",
+    )
+    group.add_argument(
+        "--settle-clips", type=int, help=f"clips that sit at the target (default {_DEFAULTS.settle_clips})"
+    )
+    group.add_argument(
+        "--jamendo",
+        metavar="DIR",
+        help="MTG-Jamendo metadata folder for instrument/genre statistics (default: built-in palette)",
+    )
+    group.add_argument("--mapping", metavar="FILE", help="mood/theme tag mapping JSON (default: built-in)")
+
+
+_FLAG_FIELDS = {
+    "minutes": "minutes",
+    "clip_seconds": "clip_seconds",
+    "path": "path",
+    "temperature": "temperature",
+    "seed": "seed",
+    "match_clips": "match_clips",
+    "settle_clips": "settle_clips",
+}
+
+
+def settings_from_args(args: argparse.Namespace, base: PlanSettings = _DEFAULTS) -> PlanSettings:
+    """``base`` with the flags that were given; validated (``ConfigError`` on bad values)."""
+    given = {
+        field: getattr(args, flag)
+        for flag, field in _FLAG_FIELDS.items()
+        if getattr(args, flag, None) is not None
+    }
+    return validate_settings(replace(base, **given))
+
+
+def statistics_from_args(args: argparse.Namespace) -> TagStatistics | None:
+    """Statistics from ``--jamendo``, or ``None`` for the built-in palette."""
+    folder = getattr(args, "jamendo", None)
+    return load_jamendo_statistics(folder) if folder else None
+
+
+def mapping_from_args(args: argparse.Namespace) -> TagMapping:
+    """The tag mapping from ``--mapping``, or the built-in one."""
+    return load_tag_mapping(getattr(args, "mapping", None))
+
+
+def plan_from_args(args: argparse.Namespace, base: PlanSettings = _DEFAULTS) -> Plan:
+    """Plan the session the flags of :func:`add_plan_arguments` describe."""
+    settings = settings_from_args(args, base)
+    return plan_session(
+        args.start, args.target, settings, statistics_from_args(args), mapping=mapping_from_args(args)
+    )

@@ -1,0 +1,248 @@
+"""The iso-principle planner: match the listener's state, then lead step by step to the target.
+
+A session is a grid of clips. The first ``match_clips`` clips stay at the start state, the
+transition clips move evenly along the path (``line`` or ``arc``), and the last
+``settle_clips`` sit at the target. Each clip gets the nearest vocabulary emotion, the nearest
+mood tag, and an instrument and genre drawn from that mood's tag statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicmed_stream.emotion import (
+    Emotion,
+    TagMapping,
+    check_va,
+    format_va,
+    load_tag_mapping,
+    load_vocabulary,
+    mood_tag_for,
+    nearest_emotion,
+    resolve_state,
+)
+from musicmed_stream.errors import ConfigError
+from musicmed_stream.planner.orchestration import orchestrate
+from musicmed_stream.planner.path import path_points, progress_schedule
+from musicmed_stream.planner.statistics import TagStatistics, builtin_palette, load_jamendo_statistics
+from musicmed_stream.planner.types import VA, Plan, PlanSettings, Segment
+
+PATH_SHAPES = ("line", "arc")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def validate_settings(settings: PlanSettings) -> PlanSettings:
+    """Return ``settings`` if every value is usable, else raise ``ConfigError`` naming the key."""
+    if not _is_number(settings.minutes) or settings.minutes <= 0:
+        raise ConfigError(f"minutes must be a positive number, got {settings.minutes!r}")
+    if not _is_number(settings.clip_seconds) or settings.clip_seconds <= 0:
+        raise ConfigError(f"clip_seconds must be a positive number, got {settings.clip_seconds!r}")
+    if settings.clip_seconds > settings.minutes * 60:
+        raise ConfigError(
+            f"clip_seconds ({settings.clip_seconds:g} s) is longer than the session "
+            f"({settings.minutes * 60:g} s = {settings.minutes:g} min)"
+        )
+    if settings.path not in PATH_SHAPES:
+        raise ConfigError(f"path must be one of {', '.join(PATH_SHAPES)}, got {settings.path!r}")
+    if not _is_number(settings.temperature) or settings.temperature < 0:
+        raise ConfigError(f"temperature must be a number >= 0, got {settings.temperature!r}")
+    for key in ("match_clips", "settle_clips", "seed"):
+        if not _is_count(getattr(settings, key)):
+            raise ConfigError(f"{key} must be a whole number >= 0, got {getattr(settings, key)!r}")
+    if not _is_number(settings.arc_min_radius) or not 0 <= settings.arc_min_radius <= 1:
+        raise ConfigError(f"arc_min_radius must be within [0, 1], got {settings.arc_min_radius!r}")
+    return settings
+
+
+def clip_grid(settings: PlanSettings) -> list[tuple[float, float]]:
+    """``(start_s, duration_s)`` of each clip.
+
+    ``round(minutes * 60 / clip_seconds)`` clips (half rounds up, at least one), each
+    ``clip_seconds`` long except the last, which is cut to end with the session when rounding
+    went up (it is then at least half a clip).
+    """
+    total = settings.minutes * 60
+    n = max(1, math.floor(total / settings.clip_seconds + 0.5))
+    grid = [(i * settings.clip_seconds, settings.clip_seconds) for i in range(n)]
+    last_start = grid[-1][0]
+    grid[-1] = (last_start, min(settings.clip_seconds, total - last_start))
+    return grid
+
+
+def _resolve(
+    spec: str | VA, what: str, vocabulary: tuple[Emotion, ...], mapping: TagMapping
+) -> tuple[VA, str]:
+    if isinstance(spec, VA):
+        va = check_va(spec, what)
+        return va, format_va(va)
+    return resolve_state(spec, vocabulary, mapping)
+
+
+def _segments(
+    points: list[VA],
+    grid: list[tuple[float, float]],
+    first_index: int,
+    statistics: TagStatistics,
+    settings: PlanSettings,
+    rng: np.random.Generator,
+    vocabulary: tuple[Emotion, ...],
+    mapping: TagMapping,
+    previous: Segment | None = None,
+) -> list[Segment]:
+    moods = [mood_tag_for(p, mapping) for p in points]
+    before = (previous.mood, previous.instrument, previous.genre) if previous else None
+    sounds = orchestrate(moods, statistics, settings.temperature, rng, before)
+    return [
+        Segment(
+            index=first_index + i,
+            start_s=start_s,
+            duration_s=duration_s,
+            valence=point.valence,
+            arousal=point.arousal,
+            emotion=nearest_emotion(point, vocabulary).name,
+            mood=mood,
+            instrument=instrument,
+            genre=genre,
+        )
+        for i, (point, (start_s, duration_s), mood, (instrument, genre)) in enumerate(
+            zip(points, grid, moods, sounds, strict=True)
+        )
+    ]
+
+
+def plan_session(
+    start: str | VA,
+    target: str | VA,
+    settings: PlanSettings = PlanSettings(),  # noqa: B008 - frozen, so sharing the default is safe
+    statistics: TagStatistics | None = None,
+    *,
+    mapping: TagMapping | None = None,
+    vocabulary: tuple[Emotion, ...] | None = None,
+) -> Plan:
+    """Plan a session from ``start`` to ``target`` following the iso principle.
+
+    Parameters
+    ----------
+    start, target : str or VA
+        Emotion name, mood tag, ``"v,a"`` or a point (see :func:`resolve_state`).
+    settings : PlanSettings
+    statistics : TagStatistics, optional
+        Instrument/genre tag counts per mood; :func:`builtin_palette` when omitted.
+    mapping, vocabulary : optional
+        Default: the built-in tag mapping and emotion vocabulary.
+
+    Returns
+    -------
+    Plan
+        ``meta`` records the statistics and mapping sources and an empty ``replans`` list.
+
+    Raises
+    ------
+    ConfigError
+        For invalid settings; ``UnknownEmotionError`` for unresolvable states.
+    """
+    validate_settings(settings)
+    vocabulary = load_vocabulary() if vocabulary is None else vocabulary
+    mapping = load_tag_mapping(vocabulary=vocabulary) if mapping is None else mapping
+    statistics = builtin_palette() if statistics is None else statistics
+    start_va, start_label = _resolve(start, "start", vocabulary, mapping)
+    target_va, target_label = _resolve(target, "target", vocabulary, mapping)
+    grid = clip_grid(settings)
+    progress = progress_schedule(len(grid), settings.match_clips, settings.settle_clips)
+    points = path_points(start_va, target_va, progress, settings.path, settings.arc_min_radius)
+    rng = np.random.default_rng(settings.seed)
+    segments = _segments(points, grid, 0, statistics, settings, rng, vocabulary, mapping)
+    meta = {"statistics": statistics.source, "mapping": mapping.path or "builtin", "replans": []}
+    return Plan(start_va, target_va, settings, tuple(segments), start_label, target_label, meta)
+
+
+def _statistics_from_meta(meta: dict[str, Any]) -> TagStatistics:
+    source = meta.get("statistics", "builtin")
+    if source and source != "builtin" and Path(source).is_dir():
+        return load_jamendo_statistics(source)
+    return builtin_palette()
+
+
+def _mapping_from_meta(meta: dict[str, Any], vocabulary: tuple[Emotion, ...]) -> TagMapping:
+    source = meta.get("mapping", "")
+    if source and Path(source).is_file():
+        return load_tag_mapping(source, vocabulary)
+    return load_tag_mapping(vocabulary=vocabulary)
+
+
+def replan(
+    plan: Plan,
+    from_index: int,
+    position: VA,
+    new_target: str | VA,
+    statistics: TagStatistics | None = None,
+    *,
+    mapping: TagMapping | None = None,
+    vocabulary: tuple[Emotion, ...] | None = None,
+) -> Plan:
+    """Re-plan the rest of a session toward a new target, from where the listener is.
+
+    Segments before ``from_index`` are kept unchanged. From ``from_index`` on, the same clip
+    grid is re-planned from ``position`` to ``new_target``: the first re-planned clip sits at
+    ``position`` (no jump, no second match phase), the transition follows the plan's path
+    shape, and the settle phase is kept. Instrument and genre continue from the last kept clip.
+
+    Parameters
+    ----------
+    plan : Plan
+    from_index : int
+        First segment to re-plan, within ``[0, len(plan.segments))``.
+    position : VA
+        The listener's current point.
+    new_target : str or VA
+    statistics, mapping, vocabulary : optional
+        Default: the ones the plan was made with when its ``meta`` names a folder or file that
+        is still there, else the built-in ones.
+
+    Returns
+    -------
+    Plan
+        With ``target`` set to the new target and the re-plan appended to ``meta["replans"]``.
+    """
+    n = len(plan.segments)
+    if not isinstance(from_index, int) or isinstance(from_index, bool) or not 0 <= from_index < n:
+        raise ConfigError(f"from_index must be a segment index within [0, {n}), got {from_index!r}")
+    vocabulary = load_vocabulary() if vocabulary is None else vocabulary
+    mapping = _mapping_from_meta(plan.meta, vocabulary) if mapping is None else mapping
+    statistics = _statistics_from_meta(plan.meta) if statistics is None else statistics
+    settings = plan.settings
+    here = check_va(position, "position")
+    target_va, target_label = _resolve(new_target, "target", vocabulary, mapping)
+    kept = list(plan.segments[:from_index])
+    grid = [(s.start_s, s.duration_s) for s in plan.segments[from_index:]]
+    progress = progress_schedule(len(grid), 1, settings.settle_clips)
+    points = path_points(here, target_va, progress, settings.path, settings.arc_min_radius)
+    meta = copy.deepcopy(plan.meta)
+    replans = meta.setdefault("replans", [])
+    # A seed per re-plan: re-planning the same plan the same way gives the same clips.
+    rng = np.random.default_rng([settings.seed, from_index, len(replans) + 1])
+    previous = kept[-1] if kept else None
+    segments = _segments(points, grid, from_index, statistics, settings, rng, vocabulary, mapping, previous)
+    replans.append(
+        {
+            "from_index": from_index,
+            "position": {"valence": here.valence, "arousal": here.arousal},
+            "previous_target": {"valence": plan.target.valence, "arousal": plan.target.arousal},
+            "previous_target_label": plan.target_label,
+            "target": {"valence": target_va.valence, "arousal": target_va.arousal},
+            "target_label": target_label,
+        }
+    )
+    return Plan(plan.start, target_va, settings, tuple(kept + segments), plan.start_label, target_label, meta)

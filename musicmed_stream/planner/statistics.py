@@ -1,0 +1,194 @@
+"""Which instruments and genres go with each mood tag, counted from MTG-Jamendo metadata.
+
+The dataset's TSVs (``TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS...``, tags like
+``instrument---piano``) are joined on ``TRACK_ID``: every mood/theme tag of a track counts each of
+that track's instrument and genre tags once. ``tag_map.json``, the dataset's own clean-up of
+spelling variants (``synth`` -> ``synthesizer``), is applied when present.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from musicmed_stream.emotion.vocabulary import data_path, read_json
+from musicmed_stream.errors import ConfigError
+
+MOOD_FILE = "autotagging_moodtheme.tsv"
+INSTRUMENT_FILE = "autotagging_instrument.tsv"
+GENRE_FILE = "autotagging_genre.tsv"
+TAG_MAP_FILE = "tag_map.json"
+TAGS_COLUMN = 5  # TRACK_ID, ARTIST_ID, ALBUM_ID, PATH, DURATION, then the tags
+
+
+class StatisticsError(ConfigError):
+    """A metadata folder or palette file that is missing or malformed."""
+
+
+Counts = Mapping[str, Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class TagStatistics:
+    """Instrument and genre tag counts per mood tag.
+
+    Attributes
+    ----------
+    instruments, genres : dict
+        ``{mood: {tag: count}}``.
+    tracks : dict
+        ``{mood: number of tracks}`` (of those also carrying instrument or genre tags).
+    source : str
+        Where the counts come from (``"builtin"`` or the metadata folder).
+    """
+
+    instruments: dict[str, dict[str, int]]
+    genres: dict[str, dict[str, int]]
+    tracks: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    def instrument_counts(self, mood: str) -> dict[str, int]:
+        """Counts for ``mood``; the counts over all moods when the mood has none."""
+        return _counts_for(self.instruments, mood)
+
+    def genre_counts(self, mood: str) -> dict[str, int]:
+        """Counts for ``mood``; the counts over all moods when the mood has none."""
+        return _counts_for(self.genres, mood)
+
+
+def _counts_for(table: Counts, mood: str) -> dict[str, int]:
+    counts = table.get(mood)
+    if counts:
+        return dict(counts)
+    total: Counter[str] = Counter()
+    for per_mood in table.values():
+        total.update(per_mood)
+    return dict(total)
+
+
+def _read_tags(path: Path, category: str, tag_map: Mapping[str, str]) -> Iterator[tuple[str, list[str]]]:
+    """Yield ``(track_id, tags)`` of one TSV, keeping only ``category---`` tags, clean-up applied."""
+    prefix = f"{category}---"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = csv.reader(handle, delimiter="\t")
+            header = next(rows, None)
+            if header is None or header[0] != "TRACK_ID":
+                raise StatisticsError(f"{path} does not start with the MTG-Jamendo header 'TRACK_ID ...'")
+            for row in rows:
+                if len(row) <= TAGS_COLUMN:
+                    continue
+                tags = [t.strip()[len(prefix) :] for t in row[TAGS_COLUMN:] if t.strip().startswith(prefix)]
+                yield row[0], [tag_map.get(t, t) for t in tags]
+    except OSError as exc:
+        raise StatisticsError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _tag_maps(folder: Path) -> dict[str, dict[str, str]]:
+    path = folder / TAG_MAP_FILE
+    if not path.is_file():
+        return {}
+    data = read_json(path, "tag map", StatisticsError)
+    if not isinstance(data, dict):
+        raise StatisticsError(f"{path} must hold an object of category -> {{variant: tag}}")
+    return {k: dict(v) for k, v in data.items() if isinstance(v, dict)}
+
+
+@lru_cache(maxsize=4)
+def _load_cached(folder: str) -> TagStatistics:
+    root = Path(folder)
+    if not root.is_dir():
+        raise StatisticsError(f"MTG-Jamendo metadata folder {root} does not exist")
+    for name in (MOOD_FILE, INSTRUMENT_FILE, GENRE_FILE):
+        if not (root / name).is_file():
+            raise StatisticsError(f"MTG-Jamendo metadata folder {root} lacks {name}")
+    maps = _tag_maps(root)
+    moods = {}
+    for track, tags in _read_tags(root / MOOD_FILE, "mood/theme", maps.get("mood/theme", {})):
+        moods.setdefault(track, set()).update(tags)
+    instruments: dict[str, Counter[str]] = {}
+    genres: dict[str, Counter[str]] = {}
+    joined: set[str] = set()
+    for category, table, name in (
+        ("instrument", instruments, INSTRUMENT_FILE),
+        ("genre", genres, GENRE_FILE),
+    ):
+        for track, tags in _read_tags(root / name, category, maps.get(category, {})):
+            if track not in moods or not tags:
+                continue
+            joined.add(track)
+            for mood in moods[track]:
+                # A track listed twice or with a tag and its variant still counts once per tag.
+                table.setdefault(mood, Counter()).update(set(tags))
+    tracks = Counter(mood for track in joined for mood in moods[track])
+    if not instruments and not genres:
+        raise StatisticsError(f"no track in {root / MOOD_FILE} has instrument or genre tags")
+    return TagStatistics(
+        instruments={m: dict(c) for m, c in sorted(instruments.items())},
+        genres={m: dict(c) for m, c in sorted(genres.items())},
+        tracks=dict(sorted(tracks.items())),
+        source=str(root),
+    )
+
+
+def load_jamendo_statistics(folder: str | os.PathLike[str]) -> TagStatistics:
+    """Count instrument and genre tags per mood tag in an MTG-Jamendo metadata folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        Holds ``autotagging_moodtheme.tsv``, ``autotagging_instrument.tsv`` and
+        ``autotagging_genre.tsv`` (and optionally ``tag_map.json``).
+
+    Raises
+    ------
+    StatisticsError
+        Naming the missing file if the folder is incomplete.
+    """
+    return _load_cached(str(Path(folder).resolve()))
+
+
+def _validate_table(table: object, key: str, where: str) -> dict[str, dict[str, int]]:
+    if not isinstance(table, dict) or not table:
+        raise StatisticsError(f"palette {where} needs a non-empty object under {key!r}")
+    out: dict[str, dict[str, int]] = {}
+    for mood, counts in table.items():
+        if not isinstance(counts, dict) or not counts:
+            raise StatisticsError(
+                f"palette {where}: {key}[{mood!r}] must be a non-empty object of tag -> count"
+            )
+        for tag, count in counts.items():
+            if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+                raise StatisticsError(f"palette {where}: {key}[{mood!r}][{tag!r}] must be a positive integer")
+        out[str(mood)] = {str(t): int(c) for t, c in counts.items()}
+    return out
+
+
+@lru_cache(maxsize=1)
+def builtin_palette() -> TagStatistics:
+    """The small built-in table of instruments and genres per mood tag (``data/builtin_palette.json``).
+
+    Pseudo-counts chosen by hand for the default mapping's mood tags (see ``docs/planner.md``):
+    used when no MTG-Jamendo folder is given.
+    """
+    path = data_path("builtin_palette.json")
+    data = read_json(path, "palette file", StatisticsError)
+    if not isinstance(data, dict):
+        raise StatisticsError(f"palette {path} must hold an object")
+    groups = _validate_table(data.get("groups"), "groups", str(path))
+    moods = data.get("moods")
+    if not isinstance(moods, dict) or not moods:
+        raise StatisticsError(f"palette {path} needs a non-empty object under 'moods'")
+    instruments: dict[str, dict[str, int]] = {}
+    genres: dict[str, dict[str, int]] = {}
+    for mood, group in moods.items():
+        if f"{group}/instruments" not in groups or f"{group}/genres" not in groups:
+            raise StatisticsError(f"palette {path}: mood {mood!r} names unknown group {group!r}")
+        instruments[mood] = groups[f"{group}/instruments"]
+        genres[mood] = groups[f"{group}/genres"]
+    return TagStatistics(instruments, genres, {}, "builtin")
