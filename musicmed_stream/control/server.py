@@ -1,0 +1,490 @@
+"""The control server: the websocket at ``/ws`` and the companion web page at ``/``, on one port.
+
+It translates protocol messages (:mod:`musicmed_stream.control.protocol`) into calls on a
+:class:`~musicmed_stream.service.api.SessionController` and the controller's events into ``event``
+messages. Security, in the order a connection meets it:
+
+1. HTTP handshake: the ``Origin`` header of a browser must be the page's own origin (on an allowed
+   host name, against DNS rebinding) or one of ``allowed_origins``; a client without ``Origin`` is not
+   a browser and passes. A token offered here (``Authorization: Bearer`` or ``?token=``) must be right.
+2. Without a token at the handshake, every command but ``hello``/``auth`` is refused until an ``auth``
+   message carries it; a wrong token closes the connection (1008).
+3. Messages larger than ``max_message_bytes`` close the connection (1009, by ``websockets``); more than
+   ``rate_limit_per_second`` (with a burst of twice that) get ``rate_limited`` errors, and a client that
+   keeps on is disconnected (1008).
+
+Bad messages get an ``error`` reply naming the problem; the connection and the playback carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, is_dataclass
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pydantic
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from musicmed_stream import __version__
+from musicmed_stream.control import protocol as p
+from musicmed_stream.control.ratelimit import TokenBucket
+from musicmed_stream.errors import ConfigError, MusicMedError
+from musicmed_stream.service.api import Event, SessionController, StartOptions
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+PAGE_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+)
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether binding to ``host`` keeps the server on this machine (``None``/``""`` = all interfaces)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: numpy scalars/arrays and dataclasses converted, NaN -> ``None``."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return p.finite_or_none(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return to_jsonable(value.tolist())
+    return str(value)
+
+
+def format_validation_error(exc: pydantic.ValidationError) -> str:
+    """One line naming each bad field: ``"start.minutes: Input should be greater than 0"``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The ``[control]`` settings the server enforces (see :func:`start_control_server`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    max_message_bytes: int = 65536
+    rate_limit_per_second: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("control.token must not be blank (leave it unset for no token)")
+        if self.token is None and not is_loopback(self.host):
+            raise ConfigError(
+                f"control.host = {self.host!r} is reachable from other machines: set control.token "
+                "(or MUSICMED_CONTROL_TOKEN) or bind to 127.0.0.1"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"control.port must be within 0..65535, got {self.port}")
+        if self.max_message_bytes < 256:
+            raise ConfigError(f"control.max_message_bytes must be at least 256, got {self.max_message_bytes}")
+        if not self.rate_limit_per_second > 0:
+            raise ConfigError(f"control.rate_limit_per_second must be > 0, got {self.rate_limit_per_second}")
+        for origin in self.allowed_origins:
+            if urlsplit(origin).scheme not in ("http", "https") or not urlsplit(origin).netloc:
+                raise ConfigError(
+                    f"control.allowed_origins: {origin!r} is not an origin like http://host:port"
+                )
+
+    def token_matches(self, offered: str | None) -> bool:
+        """Constant-time comparison; ``False`` when no token is offered or none is configured."""
+        if self.token is None or offered is None:
+            return False
+        return hmac.compare_digest(offered.encode("utf-8"), self.token.encode("utf-8"))
+
+    def origin_allowed(self, origin: str | None, host_header: str | None) -> bool:
+        """Non-browser clients (no ``Origin``), the page's own origin, or a configured origin."""
+        if origin is None:
+            return True
+        origin = origin.rstrip("/").lower()
+        if origin in {o.rstrip("/").lower() for o in self.allowed_origins}:
+            return True
+        if not host_header:
+            return False
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or parts.netloc != host_header.lower():
+            return False
+        # Same origin, but is the name one this server answers to? A DNS-rebound attacker page
+        # comes with its own host name; only a server reachable from outside accepts any name.
+        return not is_loopback(self.host) or (parts.hostname or "") in LOOPBACK_NAMES | {self.host.lower()}
+
+
+class ControlServer:
+    """A running control server. Use :func:`start_control_server` to make one."""
+
+    def __init__(self, controller: SessionController, settings: ControlSettings) -> None:
+        self.controller = controller
+        self.settings = settings
+        self._server: Server | None = None
+        self._page = {
+            path: resources.files("musicmed_stream.control.web").joinpath(name).read_bytes()
+            for path, (name, _) in STATIC_FILES.items()
+        }
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with ``port=0``)."""
+        assert self._server is not None, "server not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """The websocket URL, e.g. ``ws://127.0.0.1:8765/ws``."""
+        return f"ws://{self._url_host()}:{self.port}{WS_PATH}"
+
+    @property
+    def page_url(self) -> str:
+        """The companion page, e.g. ``http://127.0.0.1:8765/``."""
+        return f"http://{self._url_host()}:{self.port}/"
+
+    def _url_host(self) -> str:
+        host = self.settings.host if is_loopback(self.settings.host) else "127.0.0.1"
+        return f"[{host}]" if ":" in host else host
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self.settings.host or None,
+            self.settings.port,
+            process_request=self._process_request,
+            max_size=self.settings.max_message_bytes,
+            max_queue=4,
+            server_header=f"musicmed-stream/{__version__}",
+        )
+        log.info("control server on %s (page %s)", self.url, self.page_url)
+
+    async def close(self) -> None:
+        """Close every connection and stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    # --- HTTP: the page, and the websocket handshake checks ----------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        if parts.path in STATIC_FILES:
+            return _response(200, self._page[parts.path], STATIC_FILES[parts.path][1], PAGE_HEADERS)
+        if parts.path != WS_PATH:
+            return _response(404, b"not found\n", "text/plain; charset=utf-8")
+        if not self.settings.origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
+            log.warning("refused a websocket from origin %s", request.headers.get("Origin"))
+            return _response(403, b"origin not allowed\n", "text/plain; charset=utf-8")
+        offered = _handshake_token(request.headers, parts.query)
+        if offered is not None and not self.settings.token_matches(offered):
+            log.warning("refused a websocket with a wrong token")
+            return _response(401, b"wrong token\n", "text/plain; charset=utf-8")
+        return None
+
+    # --- websocket ---------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        parts = urlsplit(ws.request.path if ws.request else "")
+        offered = _handshake_token(ws.request.headers, parts.query) if ws.request else None
+        authenticated = self.settings.token is None or self.settings.token_matches(offered)
+        session = _ClientSession(self, ws, authenticated)
+        await session.run()
+
+
+def _response(status: int, body: bytes, content_type: str, extra: Iterable[tuple[str, str]] = ()) -> Response:
+    headers = Headers(
+        [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Connection", "close"), *extra]
+    )
+    return Response(status, HTTPStatus(status).phrase, headers, body)
+
+
+def _handshake_token(headers: Headers, query: str) -> str | None:
+    auth = headers.get("Authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    values = parse_qs(query).get("token")
+    return values[0] if values else None
+
+
+def _message_id(data: dict[str, Any]) -> str | int | None:
+    msg_id = data.get("id")
+    return msg_id if isinstance(msg_id, str | int) and not isinstance(msg_id, bool) else None
+
+
+def _peek_id(raw: str | bytes) -> str | int | None:
+    """The ``id`` of a message that will not be processed, so the client can match the refusal."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return _message_id(data) if isinstance(data, dict) else None
+
+
+class _ClientSession:
+    """One websocket connection: authentication state, rate limit, subscriptions."""
+
+    def __init__(self, server: ControlServer, ws: ServerConnection, authenticated: bool) -> None:
+        self.server = server
+        self.controller = server.controller
+        self.ws = ws
+        self.authenticated = authenticated
+        rate = server.settings.rate_limit_per_second
+        now = time.monotonic()
+        self.bucket = TokenBucket(rate=rate, capacity=max(1.0, 2 * rate), now=now)
+        # Rejected messages drain a second bucket; a client that empties it is abusing, not bursting.
+        self.strikes = TokenBucket(rate=rate / 2, capacity=max(10.0, 2 * rate), now=now)
+        self.subscribed: set[str] = set()
+        self.queue: asyncio.Queue[Event] | None = None
+        self.forwarder: asyncio.Task[None] | None = None
+        self.closing: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        peer = self.ws.remote_address
+        log.info("control client connected from %s", peer)
+        try:
+            await self.send(p.HelloMessage(daemon_version=__version__, auth_required=not self.authenticated))
+            async for raw in self.ws:
+                if self.closing is None:
+                    await self.handle(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._stop_events()
+            log.info("control client %s gone (%s)", peer, self.ws.close_code)
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Start the closing handshake; the receive loop keeps draining (and ignoring) messages
+        meanwhile, so the client's close frame is not stuck behind a full receive queue."""
+        self.closing = asyncio.create_task(self.ws.close(code, reason), name="control-close")
+
+    async def send(self, message: pydantic.BaseModel) -> None:
+        await self.ws.send(p.dump(message))
+
+    async def error(self, code: p.ErrorCode, message: str, msg_id: Any = None) -> None:
+        await self.send(p.ErrorReply(id=msg_id, code=code, message=message))
+
+    async def handle(self, raw: str | bytes) -> None:
+        """Answer one message (or refuse it, closing the connection on abuse)."""
+        now = time.monotonic()
+        if not self.bucket.take(now):
+            if not self.strikes.take(now):
+                log.warning("disconnecting %s: sustained rate-limit abuse", self.ws.remote_address)
+                self.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+                return
+            limit = self.server.settings.rate_limit_per_second
+            await self.error(
+                "rate_limited", f"too many messages: at most {limit:g} per second", _peek_id(raw)
+            )
+            return
+        if isinstance(raw, bytes):
+            await self.error("bad_json", "binary messages are not supported: send JSON text")
+            return
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            await self.error("bad_json", f"not valid JSON: {exc}")
+            return
+        if not isinstance(data, dict):
+            await self.error("bad_json", f"a message must be a JSON object, got {type(data).__name__}")
+            return
+        msg_id = _message_id(data)
+        kind = data.get("type")
+        if kind not in p.COMMAND_TYPES:
+            known = ", ".join(p.COMMAND_TYPES)
+            if kind is None:
+                await self.error("bad_message", f"missing field 'type'; one of: {known}", msg_id)
+            else:
+                await self.error("unknown_command", f"unknown command {kind!r}; known: {known}", msg_id)
+            return
+        try:
+            command = p.parse_client_message(data)
+        except pydantic.ValidationError as exc:
+            await self.error("bad_message", f"invalid {kind!r}: {format_validation_error(exc)}", msg_id)
+            return
+        await self.dispatch(command, msg_id)
+
+    async def dispatch(self, command: p.ClientMessage, msg_id: Any) -> None:
+        if isinstance(command, p.HelloCommand | p.AuthCommand) and command.token is not None:
+            if not self.server.settings.token_matches(command.token):
+                await self.error("unauthorized", "wrong token", msg_id)
+                self.close(CloseCode.POLICY_VIOLATION, "wrong token")
+                return
+            self.authenticated = True
+        elif isinstance(command, p.AuthCommand | p.HelloCommand):
+            pass
+        elif not self.authenticated:
+            await self.error(
+                "unauthorized", 'authenticate first: send {"type": "auth", "token": ...}', msg_id
+            )
+            return
+        try:
+            result = await self.execute(command)
+        except MusicMedError as exc:
+            await self.error("rejected", str(exc), msg_id)
+            return
+        except Exception as exc:  # a bug in the daemon must not take the control channel down
+            log.exception("control command %s failed", command.type)
+            await self.error("internal", f"internal error: {type(exc).__name__}: {exc}", msg_id)
+            return
+        await self.send(p.OkReply(id=msg_id, command=command.type, result=to_jsonable(result)))
+
+    async def execute(self, command: p.ClientMessage) -> dict[str, Any]:
+        """Carry out a validated, authorized command; returns the ``ok`` reply's ``result``."""
+        c = self.controller
+        match command:
+            case p.HelloCommand() | p.AuthCommand():
+                return {"authenticated": self.authenticated, "protocol_version": p.PROTOCOL_VERSION}
+            case p.StartCommand():
+                options = StartOptions(
+                    start=command.from_,
+                    target=command.to,
+                    minutes=command.minutes,
+                    clip_seconds=command.clip_seconds,
+                    path=command.path,
+                    temperature=command.temperature,
+                    seed=command.seed,
+                )
+                return dict(await c.start_session(options) or {})
+            case p.SetTargetCommand():
+                return dict(await c.set_target(command.target_spec()) or {})
+            case p.PauseCommand():
+                await c.pause()
+            case p.ResumeCommand():
+                await c.resume()
+            case p.SkipCommand():
+                await c.skip()
+            case p.StopCommand():
+                await c.stop(command.fade_seconds)
+            case p.VolumeCommand():
+                await c.set_volume(command.volume)
+                return {"volume": command.volume}
+            case p.StatusCommand():
+                return dict(c.status())
+            case p.SubscribeCommand():
+                self.subscribed |= set(command.events or p.EVENT_TYPES)
+                self._start_events()
+                return {"events": sorted(self.subscribed)}
+            case p.UnsubscribeCommand():
+                self.subscribed -= set(command.events or p.EVENT_TYPES)
+                if not self.subscribed:
+                    await self._stop_events()
+                return {"events": sorted(self.subscribed)}
+        return {}
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _start_events(self) -> None:
+        if self.queue is None:
+            self.queue = self.controller.subscribe()
+            self.forwarder = asyncio.create_task(self._forward(self.queue), name="control-events")
+
+    async def _stop_events(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.forwarder
+            self.forwarder = None
+        if self.queue is not None:
+            self.controller.unsubscribe(self.queue)
+            self.queue = None
+
+    async def _forward(self, queue: asyncio.Queue[Event]) -> None:
+        try:
+            while True:
+                event = await queue.get()
+                if event.type in self.subscribed:
+                    message = p.EventMessage(event=event.type, data=to_jsonable(event.data), time=event.time)
+                    await self.send(message)
+        except ConnectionClosed:
+            pass
+
+
+async def start_control_server(
+    controller: SessionController,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    allowed_origins: Iterable[str] = (),
+    max_message_bytes: int = 65536,
+    rate_limit_per_second: float = 20.0,
+) -> ControlServer:
+    """Start the control server for ``controller`` and return it once it listens.
+
+    Parameters
+    ----------
+    controller : SessionController
+        The daemon.
+    host, port : str, int
+        Where to listen; ``port=0`` picks a free port (read it back from ``server.port``).
+    token : str, optional
+        Shared secret clients must present; required unless ``host`` is a loopback address.
+    allowed_origins : iterable of str
+        Browser origins (``http://host:port``) allowed besides the server's own page.
+    max_message_bytes : int
+        Larger messages close the connection with code 1009.
+    rate_limit_per_second : float
+        Messages per second per client (burst: twice that).
+
+    Raises
+    ------
+    ConfigError
+        For a non-loopback ``host`` without a token, or an invalid setting.
+    OSError
+        If the address cannot be bound (e.g. the port is in use).
+    """
+    settings = ControlSettings(
+        host=host,
+        port=port,
+        token=token or None,
+        allowed_origins=tuple(allowed_origins),
+        max_message_bytes=max_message_bytes,
+        rate_limit_per_second=rate_limit_per_second,
+    )
+    server = ControlServer(controller, settings)
+    await server.start()
+    return server
