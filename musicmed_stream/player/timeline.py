@@ -5,15 +5,20 @@ fixed offline crossfade, a transition point can move while the audio plays: a re
 skip fades the current clip out early under the new one (:meth:`Timeline.cut_in`), a late clip
 is bridged by a looped tail (:meth:`Timeline.append` of a loop), a stop fades everything out
 (:meth:`Timeline.fade_all`). Gains are equal-power (sine in, cosine out) and every fade-out is a
-separate multiplicative envelope, so a second fade started mid-fade stays continuous.
+separate multiplicative envelope, so a second fade started mid-fade stays continuous. The curves
+are the chain's (:func:`musicmed_stream.chain.crossfade.equal_power_gains`); the chain's
+:class:`~musicmed_stream.chain.Crossfader` serves the offline render, where transitions never move.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from musicmed_stream.chain.crossfade import equal_power_gains
 
 
 @dataclass(eq=False)
@@ -47,14 +52,14 @@ class Voice:
 
     def gain(self, first: int, count: int) -> np.ndarray:
         """Envelope for timeline frames ``first .. first + count``, shape ``(count,)``."""
-        t = np.arange(first, first + count, dtype=np.float64)
-        gain = np.ones(count)
+        t = np.arange(first, first + count)
+        gain = np.ones(count, dtype=np.float32)
         if self.fade_in > 0:
-            x = np.clip((t - self.start) / self.fade_in, 0.0, 1.0)
-            gain *= np.sin(0.5 * np.pi * x)
+            _, fade_in = _curves(self.fade_in)
+            gain *= fade_in[np.clip(t - self.start, 0, self.fade_in)]
         for begin, stop in self.fade_outs:
-            x = np.clip((t - begin) / max(stop - begin, 1), 0.0, 1.0)
-            gain *= np.cos(0.5 * np.pi * x)
+            fade_out, _ = _curves(stop - begin)
+            gain *= fade_out[np.clip(t - begin + 1, 0, stop - begin + 1)]
         return gain
 
 
@@ -155,7 +160,7 @@ class Timeline:
             if voice.start >= first:
                 started.append((voice, voice.start - first))
             segment = voice.audio[lo - voice.start : hi - voice.start]
-            out[lo - first : hi - first] += segment * voice.gain(lo, hi - lo)[:, None].astype(np.float32)
+            out[lo - first : hi - first] += segment * voice.gain(lo, hi - lo)[:, None]
         self.position = stop
         self.voices = [v for v in self.voices if v.end > stop]
         return started
@@ -163,6 +168,14 @@ class Timeline:
     def clear(self) -> None:
         """Remove every voice (the position stays)."""
         self.voices = []
+
+
+@functools.lru_cache(maxsize=64)
+def _curves(frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded equal-power curves of ``frames``: ``[1, fade_out..., 0]`` and ``[fade_in..., 1]``."""
+    fade_out, fade_in = equal_power_gains(max(frames, 0))
+    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+    return np.concatenate([one, fade_out[:, 0], zero]), np.concatenate([fade_in[:, 0], one])
 
 
 def _float32(audio: np.ndarray) -> np.ndarray:

@@ -30,11 +30,21 @@ class MusicgenSettings:
     model: str = "facebook/musicgen-small"
     adapter: str = ""
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"
     top_k: int = 250
     guidance_scale: float = 3.0
     temperature: float = 1.0
     tail_seconds: float = 10.0
+    stream_chunk_seconds: float = 2.0
+    allow_download: bool = False
+    require_gpu: bool = False
+    merge_adapter: bool = True
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments of the MusicGen engine (an empty adapter means none)."""
+        options = dataclasses.asdict(self)
+        options["adapter"] = self.adapter or None
+        return options
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,6 @@ class PlaybackSettings:
     volume: float = 0.8
     volume_ramp_seconds: float = 0.3
     pause_ramp_seconds: float = 0.1
-    crossfade_fraction: float = 0.25
     fade_seconds: float = 3.0
     retarget_fade_seconds: float = 1.5
     skip_fade_seconds: float = 1.5
@@ -119,7 +128,8 @@ class Config:
 ALIASES = {("session", "from"): "start", ("session", "to"): "target"}
 # Inclusive numeric ranges; ``None`` leaves a side open.
 RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
-    ("engine.musicgen", "top_k"): (1, None),
+    ("engine.musicgen", "top_k"): (0, None),
+    ("engine.musicgen", "stream_chunk_seconds"): (0.1, 60),
     ("engine.musicgen", "guidance_scale"): (0, None),
     ("engine.musicgen", "temperature"): (0, None),
     ("engine.musicgen", "tail_seconds"): (0, 30),
@@ -136,7 +146,6 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("playback", "volume"): (0, 1),
     ("playback", "volume_ramp_seconds"): (0, 10),
     ("playback", "pause_ramp_seconds"): (0, 10),
-    ("playback", "crossfade_fraction"): (0, 0.5),
     ("playback", "fade_seconds"): (0, 60),
     ("playback", "retarget_fade_seconds"): (0.01, 30),
     ("playback", "skip_fade_seconds"): (0.01, 30),
