@@ -39,6 +39,14 @@ class DaemonUnreachableError(MusicMedError, ConnectionError):
     """No daemon answers at the URL, it refused the connection, or the connection was lost."""
 
 
+def build_command(type: str, **fields: Any) -> p.ClientMessage:
+    """Validate a command before it is sent; ``ControlError`` (``bad_message``) names a bad field."""
+    try:
+        return p.parse_client_message({"type": type, **fields})
+    except pydantic.ValidationError as exc:
+        raise ControlError("bad_message", f"invalid {type!r}: {p.format_validation_error(exc)}") from None
+
+
 class ControlClient:
     """One websocket connection to the daemon; replies are matched to commands by ``id``.
 
@@ -160,18 +168,18 @@ class ControlClient:
     async def request(self, type: str, *, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
         """Send command ``type`` with ``fields``; return the ``ok`` reply's ``result``.
 
-        The command is validated against the protocol before it is sent (``pydantic.ValidationError``
-        for a bad value), so most mistakes never leave this process.
+        The command is validated against the protocol before it is sent, so most mistakes never
+        leave this process.
 
         Raises
         ------
         ControlError
-            If the daemon replies with an error.
+            If the daemon replies with an error, or the command is invalid (code ``bad_message``).
         DaemonUnreachableError
             If the connection closes first.
         """
         msg_id = next(self._ids)
-        command = p.parse_client_message({"type": type, "id": msg_id, **fields})
+        command = build_command(type, id=msg_id, **fields)
         future: asyncio.Future[p.OkReply] = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = future
         try:
@@ -179,7 +187,12 @@ class ControlClient:
         except ConnectionClosed as exc:
             self._pending.pop(msg_id, None)
             raise DaemonUnreachableError(f"the connection to {self.url} is closed") from exc
-        reply = await asyncio.wait_for(future, timeout)
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            self._pending.pop(msg_id, None)
+            why = f"no reply to {type!r} from {self.url} within {timeout:g} s"
+            raise DaemonUnreachableError(why) from None
         return reply.result
 
     # --- one method per command --------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from musicmed_stream.service.api import Event, EventType
 
@@ -249,6 +249,15 @@ def parse_client_message(data: Any) -> ClientMessage:
 def parse_server_message(data: Any) -> ServerMessage:
     """Validate a decoded JSON value as a server message (raises ``pydantic.ValidationError``)."""
     return SERVER_ADAPTER.validate_python(data)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field: ``"minutes: Input should be greater than 0"``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(x) for x in err["loc"][1:])  # [0] is the command's type tag
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
 
 
 def dump(message: BaseModel) -> str:

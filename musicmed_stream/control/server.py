@@ -94,15 +94,6 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-def format_validation_error(exc: pydantic.ValidationError) -> str:
-    """One line naming each bad field: ``"start.minutes: Input should be greater than 0"``."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(x) for x in err["loc"])
-        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
-    return "; ".join(parts)
-
-
 @dataclass(frozen=True)
 class ControlSettings:
     """The ``[control]`` settings the server enforces (see :func:`start_control_server`)."""
@@ -343,7 +334,7 @@ class _ClientSession:
         try:
             command = p.parse_client_message(data)
         except pydantic.ValidationError as exc:
-            await self.error("bad_message", f"invalid {kind!r}: {format_validation_error(exc)}", msg_id)
+            await self.error("bad_message", f"invalid {kind!r}: {p.format_validation_error(exc)}", msg_id)
             return
         await self.dispatch(command, msg_id)
 
