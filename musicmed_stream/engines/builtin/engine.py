@@ -1,0 +1,261 @@
+"""``BuiltinEngine``: the CPU composer and synthesizer behind the :class:`Engine` Protocol.
+
+No downloads, no GPU: each clip is composed from the segment's valence/arousal, instrument and
+genre (:mod:`.composer`), rendered with band-limited synthetic voices (:mod:`.synth`) and given a
+room with one pedalboard pass (low-pass for brightness, reverb). Same segment, previous state and
+seed give bit-identical audio.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+import pedalboard
+
+from musicmed_stream.engines.base import Clip, Continuation
+from musicmed_stream.engines.builtin.composer import (
+    Composer,
+    ComposerState,
+    Note,
+    continue_state,
+    default_layers,
+    initial_state,
+)
+from musicmed_stream.engines.builtin.mapping import (
+    Features,
+    features_for,
+    resolve_instrument,
+    resolve_style,
+    velocity_gain,
+)
+from musicmed_stream.engines.builtin.synth import VOICES, TemplateCache, add_note, drum_sample
+from musicmed_stream.errors import ConfigError, GenerationCancelled
+from musicmed_stream.planner.types import Segment
+
+MAX_CLIP_SECONDS = 600.0
+LAYER_GAIN = {"lead": 0.9, "accomp": 0.42, "bass": 0.6, "pad": 0.3, "drums": 0.35}
+LAYER_PAN = {"lead": 0.05, "accomp": -0.3, "bass": 0.0, "pad": 0.25, "drums": 0.1}
+DRUM_PAN = {"hat": 0.35, "shaker": -0.3, "rim": 0.2}
+MASTER_GAIN = 0.5
+PEAK_CEILING = 10 ** (-1.0 / 20.0)  # -1 dBFS
+EDGE_FADE_S = 0.01
+
+_CACHE = TemplateCache()
+_CACHE_LOCK = threading.Lock()
+
+
+class BuiltinEngine:
+    """Compose and synthesize clips on the CPU.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Output rate (Hz), 8000-192000.
+    soundfont : str, optional
+        Not supported: no SoundFont renderer installs from PyPI without system packages; passing
+        one raises :class:`ConfigError`.
+    overlap_fraction : float
+        Fraction of a clip the chain crossfades with the next one (the chain's
+        ``crossfade_fraction``); the next clip replays that region's notes so the crossfade joins
+        the same music on the same beat grid.
+    """
+
+    name = "builtin"
+    channels = 2
+
+    def __init__(
+        self, sample_rate: int = 44100, soundfont: str | None = None, overlap_fraction: float = 0.25
+    ) -> None:
+        if soundfont is not None:
+            raise ConfigError(
+                "builtin engine option soundfont: SoundFont rendering is not supported (no renderer installs "
+                "from PyPI without system packages); remove the option to use the built-in synthesizer"
+            )
+        if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 192000:
+            raise ConfigError(
+                f"builtin engine option sample_rate must be an integer in 8000-192000, got {sample_rate!r}"
+            )
+        if not 0.0 <= overlap_fraction <= 0.5:
+            raise ConfigError(
+                f"builtin engine option overlap_fraction must be in [0, 0.5], got {overlap_fraction!r}"
+            )
+        self.sample_rate = sample_rate
+        self.overlap_fraction = float(overlap_fraction)
+
+    def generate(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Clip:
+        """Compose and render the clip of ``segment`` continuing ``previous``.
+
+        Raises
+        ------
+        ConfigError
+            On an invalid segment or a malformed previous built-in state.
+        GenerationCancelled
+            If ``cancel`` is set before the clip is finished.
+        """
+        _check_segment(segment)
+        _check_cancel(cancel)
+        duration = float(segment.duration_s)
+        style = resolve_style(segment.genre)
+        inst_name, lead, percussive = resolve_instrument(segment.instrument)
+        features = features_for(segment.valence, segment.arousal, style.tempo_factor)
+        prev = _previous_state(previous)
+        if prev is None:
+            state = initial_state(features, seed, duration)
+            carry: list[Note] = []
+            start_s, tempo_start, lower = 0.0, features.tempo_bpm, 0.0
+        else:
+            state = continue_state(prev, features, seed)
+            overlap = self.overlap_fraction * min(prev.duration_s, duration)
+            carry = [n.shifted(overlap) for n in map(_note_from_dict, prev.carry) if n.end + overlap > 0]
+            start_s, tempo_start, lower = prev.next_bar_s + overlap, prev.tempo, overlap
+        layers = default_layers(lead, style, percussive, features)
+        arousal01 = min(1.0, max(0.0, (segment.arousal + 1.0) / 2.0))
+        composer = Composer(features, style, layers, state, seed, duration, arousal01, cancel)
+        new_notes, state = composer.compose(start_s, tempo_start)
+        notes = sorted(carry + new_notes, key=lambda n: (n.start, n.pitch, n.layer))
+        state.duration_s = duration
+        keep_from = duration * (1.0 - self.overlap_fraction)
+        state.carry = [_note_to_dict(n.shifted(-duration)) for n in notes if n.end > keep_from]
+        audio = render_notes(notes, self.sample_rate, round(duration * self.sample_rate), features, cancel)
+        midi = [n.midi() for n in notes if lower <= n.start < duration]
+        info = {
+            "key": f"{state.to_dict()['key']}",
+            "tempo_bpm": round(state.tempo, 2),
+            "instrument": inst_name,
+            "voice": lead.voice,
+            "style": style.name,
+            "notes": len(notes),
+        }
+        return Clip(audio, self.sample_rate, segment.index, state.to_dict(), midi, info)
+
+
+def _check_segment(segment: Segment) -> None:
+    for name in ("valence", "arousal", "duration_s"):
+        value = getattr(segment, name)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(f"segment {name} must be a finite number, got {value!r}")
+    if not (-1.0001 <= segment.valence <= 1.0001 and -1.0001 <= segment.arousal <= 1.0001):
+        raise ConfigError(
+            f"segment valence/arousal must lie in [-1, 1], got ({segment.valence}, {segment.arousal})"
+        )
+    if not 0.1 <= segment.duration_s <= MAX_CLIP_SECONDS:
+        raise ConfigError(
+            f"segment duration_s must be in 0.1-{MAX_CLIP_SECONDS:g} s, got {segment.duration_s}"
+        )
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise GenerationCancelled("clip generation cancelled")
+
+
+def _previous_state(previous: Continuation | None) -> ComposerState | None:
+    """The built-in state of the previous clip; ``None`` for a first clip or another engine's clip."""
+    if previous is None or not previous.state or previous.state.get("engine") != "builtin":
+        return None
+    return ComposerState.from_dict(previous.state)
+
+
+def _note_to_dict(note: Note) -> dict[str, Any]:
+    return {
+        "start": round(note.start, 6),
+        "end": round(note.end, 6),
+        "pitch": note.pitch,
+        "velocity": note.velocity,
+        "layer": note.layer,
+        "voice": note.voice,
+        "program": note.program,
+    }
+
+
+def _note_from_dict(data: dict[str, Any]) -> Note:
+    try:
+        note = Note(
+            float(data["start"]),
+            float(data["end"]),
+            int(data["pitch"]),
+            int(data["velocity"]),
+            str(data["layer"]),
+            str(data["voice"]),
+            int(data["program"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid built-in engine state: carried note {data!r}") from exc
+    if note.layer not in LAYER_GAIN or (note.layer != "drums" and note.voice not in VOICES):
+        raise ConfigError(f"invalid built-in engine state: carried note {data!r}")
+    return note
+
+
+def _pan(position: float) -> tuple[float, float]:
+    """Constant-power pan gains for ``position`` in [-1, 1]."""
+    angle = (position + 1.0) * math.pi / 4.0
+    return math.cos(angle), math.sin(angle)
+
+
+def render_notes(
+    notes: list[Note], sr: int, frames: int, features: Features, cancel: threading.Event | None = None
+) -> np.ndarray:
+    """Synthesize ``notes`` into a stereo float32 clip of ``frames`` samples with its room.
+
+    Each layer is mixed mono, panned with constant power, then the whole mix goes through one
+    pedalboard pass: a low-pass at the emotion's brightness and a reverb sized by arousal.
+    """
+    buses = {name: np.zeros(frames, dtype=np.float32) for name in (*LAYER_GAIN, *DRUM_PAN)}
+    for i, note in enumerate(notes):
+        if i % 64 == 0:
+            _check_cancel(cancel)
+        start = round(note.start * sr)
+        if start >= frames:
+            continue
+        gain = velocity_gain(note.velocity) * LAYER_GAIN[note.layer]
+        if note.layer == "drums":
+            sample = drum_sample(note.voice, sr)
+            bus = buses[note.voice if note.voice in DRUM_PAN else "drums"]
+            lo, hi = max(0, -start), min(sample.shape[0], frames - start)
+            if hi > lo:
+                bus[start + lo : start + hi] += gain * sample[lo:hi]
+            continue
+        model = VOICES[note.voice]
+        with _CACHE_LOCK:
+            template = _CACHE.get(note.voice, note.pitch, sr)
+        length = max(1, round((note.end - note.start) * sr))
+        offset = (abs(start) * 31 + note.pitch * 1031) % template.wave.shape[0] if template.loop else 0
+        add_note(buses[note.layer], template, model, start, length, gain, sr, offset=offset)
+    _check_cancel(cancel)
+    mix = np.zeros((2, frames), dtype=np.float32)
+    for name, bus in buses.items():
+        left, right = _pan(DRUM_PAN.get(name, LAYER_PAN.get(name, 0.0)))
+        mix[0] += left * bus
+        mix[1] += right * bus
+    board = pedalboard.Pedalboard(
+        [
+            pedalboard.LowpassFilter(cutoff_frequency_hz=min(features.brightness_hz, 0.45 * sr)),
+            pedalboard.Reverb(
+                room_size=features.reverb_room,
+                damping=0.5,
+                wet_level=features.reverb_wet,
+                dry_level=0.85,
+                width=1.0,
+            ),
+        ]
+    )
+    out = board(mix * MASTER_GAIN, sr)
+    peak = float(np.max(np.abs(out))) if frames else 0.0
+    if peak > PEAK_CEILING:
+        out *= PEAK_CEILING / peak
+    fade = min(frames // 2, round(EDGE_FADE_S * sr))
+    if fade > 0:
+        ramp = np.sin(np.linspace(0.0, np.pi / 2.0, fade, dtype=np.float32)) ** 2
+        out[:, :fade] *= ramp
+        out[:, -fade:] *= ramp[::-1]
+    return np.ascontiguousarray(out.T, dtype=np.float32)
