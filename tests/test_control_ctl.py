@@ -19,7 +19,6 @@ from musicmed_stream.cli.main import main
 from musicmed_stream.control.server import ControlServer, start_control_server
 from musicmed_stream.service.api import StartOptions
 
-
 Capture = pytest.CaptureFixture[str]
 
 

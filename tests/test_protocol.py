@@ -53,7 +53,8 @@ def test_documented_examples_are_valid_messages() -> None:
         is_server = example["type"] in ("ok", "error", "event") or "protocol_version" in example
         parse = p.parse_server_message if is_server else p.parse_client_message
         seen.add(type(parse(example)).__name__)
-    assert {"HelloMessage", "OkReply", "ErrorReply", "EventMessage", "StartCommand", "SetTargetCommand"} <= seen
+    expected = {"HelloMessage", "OkReply", "ErrorReply", "EventMessage", "StartCommand", "SetTargetCommand"}
+    assert expected <= seen
 
 
 def test_documented_examples_validate_against_the_json_schema() -> None:
@@ -106,7 +107,8 @@ unit = st.floats(min_value=-1, max_value=1, allow_nan=False)
 
 @given(valence=unit, arousal=unit)
 def test_a_clicked_point_reaches_the_planner_unchanged(valence: float, arousal: float) -> None:
-    command = p.parse_client_message({"type": "set_target", "target": {"valence": valence, "arousal": arousal}})
+    point = {"valence": valence, "arousal": arousal}
+    command = p.parse_client_message({"type": "set_target", "target": point})
     assert isinstance(command, p.SetTargetCommand)
     va, _ = resolve_state(command.target_spec())
     assert (va.valence, va.arousal) == (valence, arousal)
@@ -121,7 +123,8 @@ def test_a_clicked_point_reaches_the_planner_unchanged(valence: float, arousal: 
 )
 def test_start_commands_survive_a_json_round_trip(minutes, clip, seed, path, msg_id) -> None:
     fields = {"minutes": minutes, "clip_seconds": clip, "seed": seed, "path": path, "id": msg_id}
-    data = {"type": "start", "from": "sad", "to": "0.3,-0.7"} | {k: v for k, v in fields.items() if v is not None}
+    data = {"type": "start", "from": "sad", "to": "0.3,-0.7"}
+    data |= {k: v for k, v in fields.items() if v is not None}
     command = p.parse_client_message(data)
     assert p.parse_client_message(json.loads(p.dump(command))) == command
     assert json.loads(p.dump(command)) == data
