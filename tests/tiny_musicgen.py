@@ -14,12 +14,54 @@ TINY_CODEBOOK_SIZE = 64
 # 4 codebooks x 50 frames/s x 6 bits = 1.2 kbit/s.
 TINY_BANDWIDTH = 1.2
 
-WORDS = tuple(
-    "happy sad calm relaxing energetic dark epic romantic melancholic peaceful tense angry "
-    "excited fear joy sadness anger calmness tension serenity piano guitar strings synthesizer "
-    "drums bass voice ambient classical pop rock electronic soundtrack jazz folk background film "
-    "dream love nature meditative uplifting slow fast soft loud"
-).split()
+WORDS = (
+    "happy",
+    "sad",
+    "calm",
+    "relaxing",
+    "energetic",
+    "dark",
+    "epic",
+    "romantic",
+    "melancholic",
+    "peaceful",
+    "tense",
+    "angry",
+    "excited",
+    "fear",
+    "joy",
+    "sadness",
+    "anger",
+    "calmness",
+    "tension",
+    "serenity",
+    "piano",
+    "guitar",
+    "strings",
+    "synthesizer",
+    "drums",
+    "bass",
+    "voice",
+    "ambient",
+    "classical",
+    "pop",
+    "rock",
+    "electronic",
+    "soundtrack",
+    "jazz",
+    "folk",
+    "background",
+    "film",
+    "dream",
+    "love",
+    "nature",
+    "meditative",
+    "uplifting",
+    "slow",
+    "fast",
+    "soft",
+    "loud",
+)
 
 
 def build_tiny_tokenizer():
@@ -94,6 +136,12 @@ def build_tiny_model(seed: int = 0):
     )
     config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
     model = MusicgenForConditionalGeneration(config).eval()
+    # EnCodec's codebooks start as zeros (k-means fills them in training): give them random
+    # vectors so that different codes decode to different audio.
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_(0.0, 1.0)
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
     gen = model.generation_config
     gen.decoder_start_token_id = TINY_CODEBOOK_SIZE
     gen.pad_token_id = TINY_CODEBOOK_SIZE

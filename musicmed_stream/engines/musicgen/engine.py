@@ -86,6 +86,9 @@ class MusicgenEngine:
         Refuse to run on the CPU.
     merge_adapter : bool
         Merge the LoRA weights into the decoder (faster; equal to rounding).
+    decode_impl : str
+        ``static`` (static KV cache + CUDA graph per token, see ``fast.py``), ``hf``
+        (``transformers`` ``generate``), or ``auto``: ``static`` on CUDA, ``hf`` elsewhere.
     loaded : LoadedMusicgen, optional
         An already loaded model to share (then ``model``/``adapter``/``device``/``dtype`` are ignored).
     """
@@ -107,6 +110,7 @@ class MusicgenEngine:
         allow_download: bool = False,
         require_gpu: bool = False,
         merge_adapter: bool = True,
+        decode_impl: str = "auto",
         loaded: LoadedMusicgen | None = None,
     ) -> None:
         if int(top_k) < 0:
@@ -126,6 +130,12 @@ class MusicgenEngine:
         )
         if require_gpu and self._mg.device == "cpu":
             raise ConfigError("musicgen require_gpu is set but no GPU was found")
+        if decode_impl not in ("auto", "static", "hf"):
+            raise ConfigError(f"musicgen decode_impl {decode_impl!r}: choose auto, static or hf")
+        if decode_impl == "auto":
+            decode_impl = "static" if self._mg.device.startswith("cuda") else "hf"
+        self.decode_impl = decode_impl
+        self._static: Any = None
         self.model_name = model
         self.sample_rate = self._mg.sample_rate
         self.hop_length = int(self._mg.model.config.audio_encoder.hop_length)
@@ -240,9 +250,8 @@ class MusicgenEngine:
         on_audio: Callable[[np.ndarray], None] | None,
     ) -> Clip:
         import torch
-        from transformers import StoppingCriteriaList
 
-        from musicmed_stream.engines.musicgen.streaming import CodeStreamer, StepWatcher
+        from musicmed_stream.engines.musicgen.streaming import CodeStreamer
 
         if segment.duration_s <= 0:
             raise ConfigError(f"segment {segment.index}: duration must be positive")
@@ -274,26 +283,20 @@ class MusicgenEngine:
                 chunk_frames=max(1, round(self.stream_chunk_seconds * mg.frame_rate)),
                 on_audio=lambda a: on_audio(a.reshape(-1, 1)),
             )
-        watcher = StepWatcher(streamer=streamer, cancel=cancel)
         devices = [torch.device(mg.device).index or 0] if mg.device.startswith("cuda") else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(seed)
-            if mg.device == "mps":
-                torch.mps.manual_seed(seed)
-            audio = mg.model.generate(
-                **inputs,
-                do_sample=True,
-                top_k=self.top_k,
-                temperature=self.temperature,
-                guidance_scale=self.guidance_scale,
-                max_new_tokens=frames + mg.num_codebooks - 1,
-                stopping_criteria=StoppingCriteriaList([watcher]),
-            )
-            if watcher.cancelled:
+            if self.decode_impl == "static":
+                audio, cancelled = self._generate_static(
+                    inputs, prompt_frames, frames, seed, cancel, streamer
+                )
+            else:
+                audio, cancelled = self._generate_hf(inputs, frames, cancel, streamer)
+            if cancelled:
                 raise GenerationCancelled(f"segment {segment.index} cancelled")
             if streamer is not None:
                 streamer.end()
-        out = audio[0, 0].float().cpu().numpy()[prompt_frames * self.hop_length :]
+        out = audio[prompt_frames * self.hop_length :]
         if out.size < wanted:
             raise AudioError(f"segment {segment.index}: MusicGen gave {out.size} samples, wanted {wanted}")
         clip_audio = np.ascontiguousarray(out[:wanted], dtype=np.float32).reshape(-1, 1)
@@ -307,6 +310,7 @@ class MusicgenEngine:
             "adapter": str(mg.adapter.path) if mg.adapter else None,
             "device": mg.device,
             "dtype": str(mg.dtype).removeprefix("torch."),
+            "decode_impl": self.decode_impl,
             "top_k": self.top_k,
             "temperature": self.temperature,
             "guidance_scale": self.guidance_scale,
@@ -314,6 +318,61 @@ class MusicgenEngine:
         if streamer is not None:
             info["stream_chunks"] = streamer.chunks_sent
         return Clip(audio=clip_audio, sample_rate=self.sample_rate, segment_index=segment.index, info=info)
+
+    def _generate_hf(
+        self, inputs: dict[str, Any], frames: int, cancel: Any, streamer: Any
+    ) -> tuple[np.ndarray, bool]:
+        """``transformers`` ``generate``: audio of prompt + continuation, and whether cancelled."""
+        from transformers import StoppingCriteriaList
+
+        from musicmed_stream.engines.musicgen.streaming import StepWatcher
+
+        watcher = StepWatcher(streamer=streamer, cancel=cancel)
+        audio = self._mg.model.generate(
+            **inputs,
+            do_sample=True,
+            top_k=self.top_k,
+            temperature=self.temperature,
+            guidance_scale=self.guidance_scale,
+            max_new_tokens=frames + self._mg.num_codebooks - 1,
+            stopping_criteria=StoppingCriteriaList([watcher]),
+        )
+        return audio[0, 0].float().cpu().numpy(), watcher.cancelled
+
+    def _generate_static(
+        self, inputs: dict[str, Any], prompt_frames: int, frames: int, seed: int, cancel: Any, streamer: Any
+    ) -> tuple[np.ndarray, bool]:
+        """Static-cache decoding (``fast.py``): audio of prompt + continuation, and whether cancelled."""
+        from musicmed_stream.engines.musicgen.fast import SamplingConfig, StaticMusicgenDecoder
+        from musicmed_stream.engines.musicgen.streaming import undelay
+
+        net = self._mg.model
+        if self._static is None:
+            sampling = SamplingConfig(self.top_k, self.temperature, self.guidance_scale)
+            self._static = StaticMusicgenDecoder(net, sampling)
+        hidden = net.text_encoder(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).last_hidden_state
+        if getattr(net, "enc_to_dec_proj", None) is not None:
+            hidden = net.enc_to_dec_proj(hidden.to(net.enc_to_dec_proj.weight.dtype))
+        codes = None
+        if prompt_frames:
+            encoded = net.audio_encoder.encode(
+                input_values=inputs["input_values"].float(), padding_mask=inputs.get("padding_mask")
+            )
+            codes = encoded.audio_codes[0, 0]
+        columns, cancelled = self._static.generate(
+            hidden,
+            inputs["attention_mask"],
+            codes,
+            frames,
+            seed,
+            cancel=cancel,
+            on_columns=streamer.put if streamer is not None else None,
+        )
+        if cancelled:
+            return np.zeros(0, dtype=np.float32), True
+        return self._decode_codes(undelay(columns, self._mg.num_codebooks)), False
 
     def _decode_codes(self, codes: Any) -> np.ndarray:
         """EnCodec audio (float32, mono) of codes ``(K, frames)``."""
