@@ -28,7 +28,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser, *, require_states: bool 
         Whether ``--from`` and ``--to`` are required (``serve`` takes them as optional defaults).
     """
     group = parser.add_argument_group("session plan")
-    state_help = "emotion name, mood tag or 'valence,arousal' in [-1, 1]"
+    state_help = "emotion name, mood tag or 'valence,arousal' in [-1, 1] (negative: --from=-0.5,0.2)"
     group.add_argument(
         "--from", dest="start", required=require_states, metavar="STATE", help=f"start: {state_help}"
     )

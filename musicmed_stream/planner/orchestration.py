@@ -38,9 +38,10 @@ def tempered_probabilities(counts: Mapping[str, int], temperature: float) -> np.
         probabilities = np.zeros_like(values)
         probabilities[int(np.argmax(values))] = 1.0  # first maximum: ties go to the sorted-first tag
         return probabilities
-    logits = np.log(values / values.sum()) / temperature
-    logits -= logits.max()
-    weights = np.exp(logits)
+    log_p = np.log(values / values.sum())
+    # Shift before dividing: at a tiny T the mode stays at exp(0) and the rest underflow to 0.
+    with np.errstate(over="ignore", under="ignore"):
+        weights = np.exp((log_p - log_p.max()) / temperature)
     return weights / weights.sum()
 
 

@@ -1,0 +1,265 @@
+"""Iso-principle planner: paths, phases, orchestration, re-planning and serialization."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicmed_stream.emotion import load_tag_mapping, nearest_emotion, resolve_state
+from musicmed_stream.errors import ConfigError, UnknownEmotionError
+from musicmed_stream.planner import VA, Plan, PlanSettings, TagStatistics, clip_grid, plan_session, replan
+
+coordinate = st.floats(-1.0, 1.0, allow_nan=False)
+points = st.builds(VA, coordinate, coordinate)
+shapes = st.sampled_from(["line", "arc"])
+
+
+def _distances(plan: Plan, target: VA) -> list[float]:
+    return [math.dist((s.valence, s.arousal), (target.valence, target.arousal)) for s in plan.segments]
+
+
+def _assert_monotone(distances: list[float]) -> None:
+    for before, after in itertools.pairwise(distances):
+        assert after <= before + 1e-9
+
+
+@settings(max_examples=80, deadline=None)
+@given(points, points, shapes, st.integers(3, 24))
+def test_path_starts_and_ends_at_the_states_and_never_moves_away(start, target, shape, clips):
+    plan = plan_session(start, target, PlanSettings(minutes=clips * 0.5, path=shape))
+    assert len(plan.segments) == clips
+    assert plan.segments[0].va == start
+    assert plan.segments[-1].va == target
+    _assert_monotone(_distances(plan, target))
+    for s in plan.segments:
+        assert -1.0 <= s.valence <= 1.0 and -1.0 <= s.arousal <= 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(points, points, st.integers(0, 4), st.integers(0, 4))
+def test_match_and_settle_phases(start, target, match, settle):
+    plan = plan_session(start, target, PlanSettings(minutes=5, match_clips=match, settle_clips=settle))
+    vas = [s.va for s in plan.segments]
+    assert vas[:match] == [start] * match
+    assert vas[len(vas) - settle :] == [target] * settle
+    if start != target:
+        # Only the phases sit still: every transition clip is strictly between the states.
+        transition = vas[match : len(vas) - settle]
+        assert len(transition) == 10 - match - settle
+        assert all(p not in (start, target) for p in transition)
+
+
+def test_line_steps_evenly_between_the_phases():
+    plan = plan_session(VA(-0.5, 0.5), VA(0.5, -0.5), PlanSettings(minutes=3, match_clips=1, settle_clips=1))
+    # 6 clips: 1 match, 4 transition at k/5, 1 settle.
+    expected = [-0.5, -0.3, -0.1, 0.1, 0.3, 0.5]
+    assert [s.valence for s in plan.segments] == pytest.approx(expected)
+    assert [s.arousal for s in plan.segments] == pytest.approx([-v for v in expected])
+
+
+def test_arc_keeps_away_from_the_neutral_centre_where_the_line_crosses_it():
+    start, target = VA(-0.8, -0.1), VA(0.8, 0.1)
+    line = plan_session(start, target, PlanSettings(minutes=5, path="line"))
+    arc = plan_session(start, target, PlanSettings(minutes=5, path="arc", arc_min_radius=0.6))
+    assert min(math.hypot(s.valence, s.arousal) for s in line.segments) < 0.2
+    assert min(math.hypot(s.valence, s.arousal) for s in arc.segments) >= 0.6 - 1e-9
+    # Opposite states: the arc goes round through the calm (low arousal) side.
+    assert min(s.arousal for s in arc.segments) < -0.5
+
+
+def test_short_sessions_keep_a_transition_clip():
+    plan = plan_session("sad", "happy", PlanSettings(minutes=1.5))  # 3 clips, phases of 2 + 2 do not fit
+    sad, happy = resolve_state("sad")[0], resolve_state("happy")[0]
+    assert [s.va for s in plan.segments][::2] == [sad, happy]
+    assert plan.segments[1].va not in (sad, happy)
+
+
+def test_clip_grid_rounds_to_whole_clips_and_may_cut_the_last():
+    assert clip_grid(PlanSettings(minutes=15)) == [(i * 30.0, 30.0) for i in range(30)]
+    grid = clip_grid(PlanSettings(minutes=1, clip_seconds=24))  # 2.5 clips -> 3, the last 12 s
+    assert grid == [(0.0, 24.0), (24.0, 24.0), (48.0, 12.0)]
+    assert clip_grid(PlanSettings(minutes=1, clip_seconds=60)) == [(0.0, 60.0)]
+    plan = plan_session("sad", "calm", PlanSettings(minutes=1, clip_seconds=24))
+    assert plan.duration_s == 60.0
+
+
+def test_segments_name_their_nearest_emotion_and_mood_tag():
+    mapping = load_tag_mapping()
+    plan = plan_session("angry", "peaceful", PlanSettings(minutes=4, path="arc"))
+    for s in plan.segments:
+        assert s.emotion == nearest_emotion(s.va).name
+        assert mapping.get(s.mood).kind == "mood"
+        assert s.prompt == f"{s.mood}, {s.emotion}, {s.instrument}, {s.genre}"
+    assert plan.start_label == "angry" and plan.target_label == "peaceful"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"minutes": 0}, "minutes"),
+        ({"minutes": -3}, "minutes"),
+        ({"minutes": float("nan")}, "minutes"),
+        ({"clip_seconds": 0}, "clip_seconds"),
+        ({"minutes": 0.25, "clip_seconds": 30}, "longer than the session"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"path": "spiral"}, "path"),
+        ({"match_clips": -1}, "match_clips"),
+        ({"seed": 1.5}, "seed"),
+        ({"arc_min_radius": 1.5}, "arc_min_radius"),
+    ],
+)
+def test_bad_settings_are_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_session("sad", "calm", PlanSettings(**kwargs))
+
+
+def test_bad_states_are_refused():
+    with pytest.raises(UnknownEmotionError):
+        plan_session("sadd", "calm")
+    with pytest.raises(UnknownEmotionError):
+        plan_session(VA(1.2, 0.0), "calm")
+
+
+# --- orchestration -------------------------------------------------------------------------------
+
+# Two moods whose top instruments differ, so the mode changes with the mood.
+STATS = TagStatistics(
+    instruments={
+        "sad": {"piano": 50, "cello": 30, "violin": 20, "voice": 500},
+        "happy": {"guitar": 60, "piano": 30, "drums": 10},
+        "calm": {"harp": 98, "flute": 2},
+    },
+    genres={
+        "sad": {"classical": 70, "ambient": 30},
+        "happy": {"pop": 80, "rock": 20},
+        "calm": {"ambient": 1},
+    },
+    source="test",
+)
+
+
+def test_temperature_zero_takes_the_mode_and_never_changes():
+    plan = plan_session("sad", "happy", PlanSettings(minutes=10, temperature=0, seed=3), STATS)
+    assert {s.instrument for s in plan.segments} == {"piano"}  # the mode of sad without 'voice'
+    assert {s.genre for s in plan.segments} == {"classical"}
+    assert plan.segments[-1].mood == "happy"
+
+
+def test_high_temperature_changes_instruments_and_genres():
+    plan = plan_session("sad", "sad", PlanSettings(minutes=10, temperature=3, seed=1), STATS)
+    instruments = [s.instrument for s in plan.segments]
+    changes = sum(a != b for a, b in itertools.pairwise(instruments))
+    assert changes >= 10  # change probability 1 - e^-3 = 0.95 over 19 steps
+    assert set(instruments) <= {"piano", "cello", "violin"}  # voice is skipped
+    assert len({s.genre for s in plan.segments}) == 2
+
+
+def test_a_plausible_instrument_is_kept_across_a_mood_change_and_an_implausible_one_is_not():
+    # piano has 30% of happy's tags: kept; calm has no piano: changed.
+    kept = plan_session("sad", "happy", PlanSettings(minutes=2, temperature=1e-6, seed=0), STATS)
+    assert [s.instrument for s in kept.segments] == ["piano"] * 4
+    moved = plan_session("sad", "calm", PlanSettings(minutes=2, temperature=1e-6, seed=0), STATS)
+    assert moved.segments[0].instrument == "piano" and moved.segments[-1].instrument == "harp"
+
+
+def test_same_seed_same_plan_and_the_seed_matters():
+    s = PlanSettings(minutes=8, temperature=2.0, seed=11)
+    a = plan_session("tense", "serene", s, STATS)
+    assert plan_session("tense", "serene", s, STATS) == a
+    others = [
+        plan_session("tense", "serene", PlanSettings(minutes=8, temperature=2.0, seed=k), STATS)
+        for k in range(5)
+    ]
+    assert any(o.segments != a.segments for o in others)
+
+
+# --- re-planning ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(points, points, shapes, st.integers(0, 17))
+def test_replan_keeps_the_past_and_goes_from_the_listener_to_the_new_target(position, target, shape, index):
+    plan = plan_session("sad", "calm", PlanSettings(minutes=10, path=shape, seed=4))  # 20 clips
+    new = replan(plan, index, position, target)
+    assert new.segments[:index] == plan.segments[:index]
+    assert [(s.index, s.start_s, s.duration_s) for s in new.segments] == [
+        (s.index, s.start_s, s.duration_s) for s in plan.segments
+    ]
+    assert new.segments[index].va == position  # no jump, no second match phase
+    assert new.segments[-1].va == target
+    if index <= 16:  # 4 clips or more left: room for the whole settle phase
+        assert new.segments[-2].va == target
+    if index + 3 < len(plan.segments) and position != target:
+        assert new.segments[index + 1].va != position
+    _assert_monotone(_distances(Plan(new.start, target, new.settings, new.segments[index:]), target))
+    assert new.target == target
+    assert new.meta["replans"][-1]["from_index"] == index
+    assert plan.meta["replans"] == []  # the original plan is untouched
+
+
+def test_replan_continues_the_instrument_of_the_last_kept_clip():
+    plan = plan_session("sad", "sad", PlanSettings(minutes=5, temperature=0), STATS)
+    new = replan(plan, 4, plan.segments[4].va, "happy", STATS)
+    assert {s.instrument for s in new.segments} == {"piano"}  # T = 0: nothing changes
+    assert new.target_label == "happy"
+    assert replan(plan, 4, plan.segments[4].va, "happy", STATS) == new  # deterministic
+
+
+def test_replan_rejects_bad_indices():
+    plan = plan_session("sad", "calm", PlanSettings(minutes=2))
+    for index in (-1, 4, 10):
+        with pytest.raises(ConfigError, match="from_index"):
+            replan(plan, index, VA(0, 0), "calm")
+
+
+# --- serialization ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    points,
+    points,
+    shapes,
+    st.floats(0.5, 6),
+    st.sampled_from([7.5, 10.0, 30.0]),
+    st.floats(0, 4),
+    st.integers(0, 2**31),
+)
+def test_plans_round_trip_through_json(start, target, shape, minutes, clip, temperature, seed):
+    plan = plan_session(
+        start,
+        target,
+        PlanSettings(minutes=minutes, clip_seconds=clip, path=shape, temperature=temperature, seed=seed),
+    )
+    plan = replan(plan, len(plan.segments) // 2, plan.segments[-1].va, "happy")
+    back = Plan.from_json(plan.to_json())
+    assert back == plan
+    assert back.meta == plan.meta
+    assert [s.prompt for s in back.segments] == [s.prompt for s in plan.segments]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(1, 10_000), min_size=1),
+    st.floats(0, 1e6, allow_subnormal=True),
+)
+def test_tempered_probabilities_are_a_distribution_for_any_temperature(counts, temperature):
+    from musicmed_stream.planner.orchestration import tempered_probabilities
+
+    p = tempered_probabilities(counts, temperature)
+    assert p.sum() == pytest.approx(1.0) and (p >= 0).all()
+    assert p[list(counts).index(max(counts, key=counts.get))] == p.max()
+
+
+def test_tempered_probabilities_follow_p_to_the_one_over_t():
+    from musicmed_stream.planner.orchestration import tempered_probabilities
+
+    counts = {"a": 1, "b": 2, "c": 1}
+    # T = 0.5 squares the shares (1/4, 1/2, 1/4) -> (1/16, 4/16, 1/16) -> (1/6, 4/6, 1/6).
+    assert tempered_probabilities(counts, 0.5) == pytest.approx([1 / 6, 4 / 6, 1 / 6])
+    assert tempered_probabilities(counts, 1.0) == pytest.approx([0.25, 0.5, 0.25])
+    assert tempered_probabilities(counts, 0.0).tolist() == [0.0, 1.0, 0.0]
