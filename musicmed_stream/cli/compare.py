@@ -1,4 +1,4 @@
-"""``musicmed-stream compare``: placeholder until its issue lands."""
+"""``musicmed-stream compare RUN_A RUN_B ...``: a Table-1-style comparison of evaluated runs."""
 
 from __future__ import annotations
 
@@ -6,5 +6,21 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("compare", help="(not yet implemented)")
-    parser.set_defaults(func=lambda args: print("compare: not yet implemented") or 1)
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare evaluated runs (CLAP, AUPRC, Hamming, time, parameters)",
+        description="Print a table of evaluated runs (each folder holds metrics.json from `evaluate`) "
+        "with the % change of each figure relative to the first run.",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--format", choices=("md", "csv"), default="md")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from musicmed_stream.evaluation.compare import comparison, format_csv, format_markdown, load_table_row
+
+    rows = [load_table_row(folder) for folder in args.runs]
+    table = comparison(args.runs, rows)
+    print(format_csv(table) if args.format == "csv" else format_markdown(table), end="")
+    return 0

@@ -1,10 +1,50 @@
-"""``musicmed-stream evaluate``: placeholder until its issue lands."""
+"""``musicmed-stream evaluate RUN_DIR``: metrics.json and a report with plots for one session."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="(not yet implemented)")
-    parser.set_defaults(func=lambda args: print("evaluate: not yet implemented") or 1)
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a rendered session or a daemon recording",
+        description="Evaluate a render folder (plan.json, clips/, session.wav) or a daemon recording "
+        "(recording.wav + events.jsonl): writes metrics.json and evaluation.md/.html with plots.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    parser.add_argument(
+        "--clap",
+        metavar="ID_OR_DIR",
+        help="CLAP model folder or cached Hub id (e.g. laion/larger_clap_music)",
+    )
+    parser.add_argument(
+        "--mer",
+        default="features",
+        metavar="BACKEND[:PATH]",
+        help="mood-tag recognition: features (default, no model), clap (needs --clap) or essentia:PATH",
+    )
+    parser.add_argument("--top-k", type=int, default=1, help="tags predicted per clip for the Hamming score")
+    parser.add_argument("--threshold", type=float, help="predict every tag scoring at least this instead")
+    parser.add_argument("--format", choices=("md", "html"), default="md", help="report format")
+    parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from musicmed_stream.errors import ConfigError
+    from musicmed_stream.evaluation import EvaluationOptions, evaluate_run
+
+    if args.top_k < 1:
+        raise ConfigError("--top-k must be at least 1")
+    options = EvaluationOptions(
+        clap=args.clap, mer=args.mer, top_k=args.top_k, threshold=args.threshold, report_format=args.format
+    )
+    metrics = evaluate_run(args.run_dir, options, out_dir=args.out)
+    from musicmed_stream.evaluation.report import summary_rows
+
+    for name, value in summary_rows(metrics):
+        print(f"{name:40s} {value}")
+    print(f"wrote metrics.json and evaluation.{args.format} in {args.out or args.run_dir}", file=sys.stderr)
+    return 0

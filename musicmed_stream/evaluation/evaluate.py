@@ -1,0 +1,209 @@
+"""Evaluate one session: every metric family, ``metrics.json`` and a report with plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicmed_stream.audio_io import write_text_atomic
+from musicmed_stream.errors import ConfigError
+from musicmed_stream.evaluation import backends, recognition
+from musicmed_stream.evaluation.adherence import path_adherence
+from musicmed_stream.evaluation.clap import ClapScorer
+from musicmed_stream.evaluation.comfort import comfort_report
+from musicmed_stream.evaluation.features import estimate_va, extract_features
+from musicmed_stream.evaluation.run import Run, load_run
+from musicmed_stream.evaluation.speed import _find_number, speed_metrics
+from musicmed_stream.planner.types import VA
+
+METRICS_FILE = "metrics.json"
+REPORT_FORMATS = ("md", "html")
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """What to compute.
+
+    Attributes
+    ----------
+    clap : str, optional
+        CLAP model folder or cached Hub id; no CLAP score without it.
+    mer : str
+        Mood-recognition backend spec (``features``, ``clap``, ``essentia:PATH``).
+    top_k : int
+        Tags predicted per clip for the Hamming score.
+    threshold : float, optional
+        Predict every tag scoring at least this instead of the top k.
+    report_format : str
+        ``md`` or ``html``.
+    """
+
+    clap: str | None = None
+    mer: str = "features"
+    top_k: int = 1
+    threshold: float | None = None
+    report_format: str = "md"
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: non-finite floats become ``null``, numpy scalars plain numbers, tuples lists."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return _finite(obj)
+    return obj
+
+
+def mood_tag_points() -> dict[str, VA]:
+    """Circumplex point of every mood-kind MTG-Jamendo tag (the built-in tag mapping)."""
+    from musicmed_stream.emotion import load_tag_mapping
+
+    mapping = load_tag_mapping()
+    return {e.tag: mapping.va(e.tag) for e in mapping.mood_entries}
+
+
+def _recognition(
+    run: Run, options: EvaluationOptions, measured: list[VA], scorer: ClapScorer | None, windows: list | None
+) -> dict[str, Any]:
+    name, path = backends.parse_mer(options.mer)
+    tag_points = mood_tag_points()
+    tags = list(tag_points)
+    unknown = sorted({c.mood for c in run.clips if c.mood not in tag_points})
+    if unknown:
+        return {
+            "backend": options.mer,
+            "skipped": f"intended tags not among the mood tags: {', '.join(unknown)}",
+        }
+    if name == "features":
+        scores = backends.features_tag_scores(measured, tag_points)
+    elif name == "clap":
+        if scorer is None or windows is None:
+            raise ConfigError("--mer clap needs a CLAP model: pass --clap ID_OR_DIR")
+        scores = backends.clap_tag_scores(windows, backends.clap_text_embeddings(scorer, tags))
+    else:
+        model = backends.EssentiaMoodTheme(path or "")
+        scores = np.stack([model.tag_scores(c.audio, c.sample_rate, tags) for c in run.clips])
+    truth = recognition.one_hot([c.mood for c in run.clips], tags)
+    predicted = recognition.predict(scores, top_k=options.top_k, threshold=options.threshold)
+    return {
+        "backend": options.mer,
+        "tags": tags,
+        "prediction": f"score >= {options.threshold}"
+        if options.threshold is not None
+        else f"top-{options.top_k}",
+        "auprc": recognition.auprc_macro(truth, scores),
+        "hamming": recognition.hamming_score(truth, predicted),
+        "predicted": [[tags[i] for i in np.flatnonzero(row)] for row in predicted],
+        "scores": scores.tolist(),
+    }
+
+
+def evaluate_run(
+    folder: str | Path, options: EvaluationOptions = EvaluationOptions(), out_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Evaluate the run in ``folder``; write ``metrics.json`` and the report into ``out_dir`` (or ``folder``).
+
+    Returns the metrics as written.
+    """
+    if options.report_format not in REPORT_FORMATS:
+        raise ConfigError(f"unknown report format {options.report_format!r}; choose md or html")
+    backends.parse_mer(options.mer)  # fail on a bad spec before any work
+    run = load_run(folder)
+    out = Path(out_dir) if out_dir is not None else run.folder
+    out.mkdir(parents=True, exist_ok=True)
+    scorer = ClapScorer(options.clap) if options.clap else None
+
+    features = [extract_features(c.audio, c.sample_rate) for c in run.clips]
+    measured = [estimate_va(f) for f in features]
+    planned = [c.planned for c in run.clips]
+    windows, clap_scores = None, None
+    if scorer is not None:
+        windows = [scorer.clip_embedding_windows(c.audio, c.sample_rate) for c in run.clips]
+        prompts = scorer.text_embeddings([c.prompt for c in run.clips])
+        clap_scores = [
+            float((100.0 * backends.cosine(w, p[None, :])).mean())
+            for w, p in zip(windows, prompts, strict=True)
+        ]
+    comfort, short_term = comfort_report(
+        run.session, run.sample_rate, [(c.start_s, c.end_s) for c in run.clips]
+    )
+    audio_s = run.session.shape[0] / run.sample_rate
+    metrics: dict[str, Any] = {
+        "run": {
+            "folder": str(run.folder),
+            "kind": run.kind,
+            "clips": len(run.clips),
+            "duration_s": audio_s,
+            "engine": _engine_name(run.render_info),
+            "parameters": _find_number(run.render_info, ("parameters", "n_parameters")),
+        },
+        "clap": None
+        if clap_scores is None
+        else {
+            "model": scorer.name,
+            "parameters": scorer.parameters,
+            "mean": float(np.mean(clap_scores)),
+            "sd": float(np.std(clap_scores, ddof=1)) if len(clap_scores) > 1 else 0.0,
+            "scores": clap_scores,
+        },
+        "recognition": _recognition(run, options, measured, scorer, windows),
+        "adherence": path_adherence(planned, measured).to_dict(),
+        "comfort": comfort.to_dict(),
+        "speed": speed_metrics(run.render_info, audio_s),
+        "clips": [
+            {
+                "index": c.index,
+                "start_s": c.start_s,
+                "end_s": c.end_s,
+                "mood": c.mood,
+                "prompt": c.prompt,
+                "planned": {"valence": c.planned.valence, "arousal": c.planned.arousal},
+                "measured": {"valence": m.valence, "arousal": m.arousal},
+                "features": f.to_dict(),
+                "clap": None if clap_scores is None else clap_scores[i],
+            }
+            for i, (c, m, f) in enumerate(zip(run.clips, measured, features, strict=True))
+        ],
+    }
+    metrics["table"] = table_row(metrics)
+    metrics = _clean(metrics)
+    from musicmed_stream.evaluation.report import write_report
+
+    write_report(metrics, short_term, out, options.report_format)
+    write_text_atomic(out / METRICS_FILE, json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _engine_name(info: dict[str, Any]) -> str | None:
+    engine = info.get("engine")
+    if isinstance(engine, dict):
+        return engine.get("name")
+    return engine if isinstance(engine, str) else None
+
+
+def table_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The Table-1 figures of one evaluated run."""
+    rec = metrics.get("recognition") or {}
+    clap = metrics.get("clap") or {}
+    return {
+        "clap": clap.get("mean"),
+        "clap_sd": clap.get("sd"),
+        "auprc": rec.get("auprc"),
+        "hamming": rec.get("hamming"),
+        "mer": rec.get("backend"),
+        "minutes_per_15min_session": (metrics.get("speed") or {}).get("minutes_per_15min_session"),
+        "parameters": (metrics.get("run") or {}).get("parameters"),
+    }

@@ -1,0 +1,191 @@
+"""Read a session to evaluate: an offline render folder or a daemon recording with its event log.
+
+Render folder (``musicmed-stream render --out DIR``): ``plan.json``, ``clips/clip_000.wav``...,
+``session.wav`` (or ``.flac``), ``render.json``.
+
+Daemon folder: one recording (``recording.wav``/``.flac``, or ``session.wav``/``.flac``) from the
+file sink and an event log ``events.jsonl`` (one ``Event`` as JSON per line:
+``{"type": ..., "data": {...}, "time": ...}``; a JSON array of them in ``events.json`` works
+too). ``segment_started`` events give each clip's planned point, mood, prompt and ``start_s``; a
+clip's audio runs from its ``start_s`` to the next one's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicmed_stream.audio_io import read_audio
+from musicmed_stream.errors import MusicMedError
+from musicmed_stream.planner.types import VA, Plan
+
+
+class RunError(MusicMedError, ValueError):
+    """A run folder that cannot be evaluated (missing or malformed files)."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One clip of the session with what was intended for it."""
+
+    index: int
+    planned: VA
+    mood: str
+    prompt: str
+    start_s: float
+    end_s: float
+    audio: np.ndarray
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """A session ready to evaluate.
+
+    ``clips`` hold each clip's own audio (the engine's clip files for a render, slices of the
+    recording for the daemon); ``session`` is what the listener hears, and each clip's
+    ``start_s``/``end_s`` are its place in it.
+    """
+
+    kind: str
+    folder: Path
+    clips: tuple[ClipRecord, ...]
+    session: np.ndarray
+    sample_rate: int
+    plan: Plan | None = None
+    render_info: dict[str, Any] = field(default_factory=dict)
+
+
+def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot read {path}: {exc}") from exc
+
+
+def clip_offsets(durations_s: list[float], crossfade_fraction: float = 0.25) -> list[tuple[float, float]]:
+    """Each clip's (start, end) in a session where adjacent clips overlap by a fraction of the shorter one.
+
+    This is the audio chain's crossfade rule; the render folder stores the clips before the
+    chain, so their places in ``session.wav`` are reconstructed from their lengths.
+    """
+    spans, start = [], 0.0
+    for i, duration in enumerate(durations_s):
+        spans.append((start, start + duration))
+        if i + 1 < len(durations_s):
+            start += duration - crossfade_fraction * min(duration, durations_s[i + 1])
+    return spans
+
+
+def load_render(folder: Path) -> Run:
+    """Load an offline render folder."""
+    plan = Plan.from_json((folder / "plan.json").read_text(encoding="utf-8"))
+    session_path = _first_existing(folder, ("session.wav", "session.flac"))
+    if session_path is None:
+        raise RunError(f"{folder} has plan.json but no session.wav or session.flac (is the render finished?)")
+    session, sr = read_audio(session_path)
+    info = _read_json(folder / "render.json") if (folder / "render.json").is_file() else {}
+    clip_audio = []
+    for segment in plan.segments:
+        path = _first_existing(
+            folder / "clips", (f"clip_{segment.index:03d}.wav", f"clip_{segment.index:03d}.flac")
+        )
+        if path is None:
+            raise RunError(f"clip file for segment {segment.index} missing in {folder / 'clips'}")
+        clip_audio.append(read_audio(path))
+    fraction = (
+        float(info.get("chain", {}).get("crossfade_fraction", 0.25)) if isinstance(info, dict) else 0.25
+    )
+    spans = clip_offsets([a.shape[0] / r for a, r in clip_audio], fraction)
+    scale = (session.shape[0] / sr) / spans[-1][1] if spans and spans[-1][1] > 0 else 1.0
+    clips = tuple(
+        ClipRecord(
+            index=s.index,
+            planned=s.va,
+            mood=s.mood,
+            prompt=s.prompt,
+            # The chain trims silence, so the reconstructed grid is stretched to the session's length.
+            start_s=a * scale,
+            end_s=b * scale,
+            audio=audio,
+            sample_rate=rate,
+        )
+        for s, (audio, rate), (a, b) in zip(plan.segments, clip_audio, spans, strict=True)
+    )
+    return Run("render", folder, clips, session, sr, plan, info if isinstance(info, dict) else {})
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Events from a JSON-lines log or a JSON array, as dicts with ``type`` and ``data``."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            events = json.loads(text)
+        else:
+            events = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise RunError(f"cannot parse event log {path}: {exc}") from exc
+    if not isinstance(events, list) or not all(isinstance(e, dict) and "type" in e for e in events):
+        raise RunError(f"event log {path} must hold objects with a 'type' and 'data'")
+    return events
+
+
+def load_recording(folder: Path, events_path: Path) -> Run:
+    """Load a daemon recording and its event log."""
+    recording = _first_existing(folder, ("recording.wav", "recording.flac", "session.wav", "session.flac"))
+    if recording is None:
+        raise RunError(f"{folder} has an event log but no recording.wav/.flac or session.wav/.flac")
+    session, sr = read_audio(recording)
+    events = read_events(events_path)
+    started = [e.get("data", {}) for e in events if e["type"] == "segment_started"]
+    if not started:
+        raise RunError(f"event log {events_path} has no segment_started events")
+    plans = [e["data"]["plan"] for e in events if e["type"] in ("session_started", "plan_changed")]
+    plan = Plan.from_dict(plans[-1]) if plans else None
+    total_s = session.shape[0] / sr
+    clips = []
+    try:
+        for i, data in enumerate(started):
+            start = float(data["start_s"])
+            end = float(started[i + 1]["start_s"]) if i + 1 < len(started) else total_s
+            audio = session[round(start * sr) : round(min(end, total_s) * sr)]
+            if audio.shape[0] == 0:
+                continue
+            clips.append(
+                ClipRecord(
+                    index=int(data["index"]),
+                    planned=VA(float(data["valence"]), float(data["arousal"])),
+                    mood=str(data.get("mood", "")),
+                    prompt=str(data.get("prompt", "")),
+                    start_s=start,
+                    end_s=min(end, total_s),
+                    audio=audio,
+                    sample_rate=sr,
+                )
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"malformed segment_started event in {events_path}: {exc!r}") from exc
+    if not clips:
+        raise RunError(f"no segment of {events_path} lies within the recording {recording}")
+    return Run("daemon", folder, tuple(clips), session, sr, plan, {})
+
+
+def load_run(folder: str | Path) -> Run:
+    """Load a render folder (``plan.json``) or a daemon folder (``events.jsonl``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunError(f"run folder {folder} does not exist")
+    if (folder / "plan.json").is_file():
+        return load_render(folder)
+    events = _first_existing(folder, ("events.jsonl", "events.json"))
+    if events is not None:
+        return load_recording(folder, events)
+    raise RunError(f"{folder} is neither a render (plan.json) nor a daemon recording (events.jsonl)")

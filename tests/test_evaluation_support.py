@@ -1,0 +1,109 @@
+"""Synthetic music and run folders for the evaluation tests (and checks that they are what they claim)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from musicmed_stream.audio_io import write_audio
+from musicmed_stream.planner.types import Plan
+
+SR = 22050
+
+
+def synth_music(
+    seconds: float,
+    bpm: float,
+    amplitude: float,
+    bright: bool,
+    major: bool,
+    sr: int = SR,
+    seed: int = 0,
+) -> np.ndarray:
+    """Stereo chord-and-melody music with smooth note envelopes (no clicks), float32.
+
+    Bright music has many strong harmonics, dark music few and weak ones; major uses the major
+    third and sixth, minor the minor ones; ``bpm`` sets the note rate.
+    """
+    rng = np.random.default_rng(seed)
+    third, sixth, seventh = (4, 9, 11) if major else (3, 8, 10)
+    scale = np.array([0, 2, third, 5, 7, sixth, seventh])
+    chords = [(0, third, 7), (5, 5 + third, 12), (7, 11 if major else 10, 14), (0, third, 7)]
+    step = 60.0 / bpm
+    out = np.zeros(int(seconds * sr))
+    n = np.arange(int(step * sr)) / sr
+    envelope = np.minimum(n / 0.01, 1.0) * np.exp(-3.0 * n) * np.clip((step - n) / 0.03, 0.0, 1.0)
+    harmonics = np.arange(1, 13 if bright else 3)
+    weights = 1.0 / harmonics ** (1.0 if bright else 2.5)
+    t, k = 0.0, 0
+    while t + step <= seconds:
+        start = int(t * sr)
+        chord = chords[(k // 4) % len(chords)]
+        pitches = [48 + chord[0], 60 + chord[1], 60 + chord[2], 72 + scale[rng.integers(len(scale))]]
+        for pitch in pitches:
+            f0 = 440.0 * 2.0 ** ((pitch - 69) / 12)
+            active = harmonics[f0 * harmonics < 0.45 * sr]
+            tone = (weights[: active.size, None] * np.sin(2 * np.pi * f0 * active[:, None] * n)).sum(axis=0)
+            out[start : start + n.size] += envelope * tone
+        t += step
+        k += 1
+    out *= amplitude / max(np.max(np.abs(out)), 1e-9)
+    return np.stack([out, out], axis=1).astype(np.float32)
+
+
+def music_for(valence: float, arousal: float, seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """Music following a circumplex point: tempo, loudness, brightness from arousal; mode from valence."""
+    return synth_music(
+        seconds,
+        bpm=90 + 50 * arousal,
+        amplitude=0.3 * 10 ** (arousal * 0.75),
+        bright=arousal > 0,
+        major=valence >= 0,
+        sr=sr,
+        seed=seed,
+    )
+
+
+def crossfade(clips: list[np.ndarray], fraction: float = 0.25) -> np.ndarray:
+    """Equal-power crossfade of adjacent clips over ``fraction`` of the shorter one."""
+    session = clips[0].astype(np.float64)
+    for clip in clips[1:]:
+        overlap = int(fraction * min(session.shape[0], clip.shape[0]))
+        theta = np.linspace(0.0, np.pi / 2, overlap)[:, None]
+        mixed = session[-overlap:] * np.cos(theta) + clip[:overlap] * np.sin(theta)
+        session = np.concatenate([session[:-overlap], mixed, clip[overlap:]])
+    return session.astype(np.float32)
+
+
+def make_render_folder(folder: Path, plan: Plan, sr: int = SR) -> Path:
+    """A folder in the render's layout (plan.json, clips/, session.wav, render.json) with synthetic music."""
+    (folder / "clips").mkdir(parents=True, exist_ok=True)
+    clips = [music_for(s.valence, s.arousal, s.duration_s, sr, seed=s.index) for s in plan.segments]
+    for segment, clip in zip(plan.segments, clips, strict=True):
+        write_audio(folder / "clips" / f"clip_{segment.index:03d}.wav", clip, sr)
+    session = crossfade(clips)
+    write_audio(folder / "session.wav", session, sr)
+    (folder / "plan.json").write_text(plan.to_json())
+    audio_s = session.shape[0] / sr
+    info = {"engine": {"name": "synthetic"}, "timings": {"generation_s": audio_s / 50.0, "audio_s": audio_s}}
+    (folder / "render.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_synth_music_is_bounded_and_starts_and_ends_silent():
+    audio = synth_music(3.0, bpm=120, amplitude=0.5, bright=True, major=True)
+    assert np.max(np.abs(audio)) == pytest.approx(0.5, abs=1e-6)
+    # Every note envelope starts and ends at zero, so the clip does too.
+    assert np.all(np.abs(audio[0]) < 1e-6)
+    assert np.all(np.abs(audio[-1]) < 1e-3)
+
+
+def test_music_for_is_louder_at_high_arousal():
+    meter = pyloudnorm.Meter(SR)
+    loud = meter.integrated_loudness(music_for(0.5, 0.8, 4.0))
+    soft = meter.integrated_loudness(music_for(0.5, -0.8, 4.0))
+    assert loud > soft + 6
