@@ -109,6 +109,7 @@ class ServiceSettings:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_dir: str = ""
     resume: bool = True
+    warmup: bool = True
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._underruns = (0, 0)
         self._statistics: Any = None
+        self._warmup: asyncio.Future[None] | None = None
         self._mapping: Any = None
         self.block_seconds = 0.0  # time spent in the block path (feeder), for the benchmark
         self.block_frames = 0
@@ -173,6 +174,8 @@ class Daemon:
         await asyncio.to_thread(self.sink.start, self.ring)
         self._monitor = asyncio.create_task(self._watch(), name="monitor")
         await self._load_statistics()  # once, so that starting a session does not wait for it
+        if self.config.service.warmup:
+            self._warmup = asyncio.get_running_loop().run_in_executor(self._engine_pool, self._warm_up)
         if self.state_dir is not None and self.config.service.resume:
             await self._resume_saved()
 
@@ -468,6 +471,21 @@ class Daemon:
         limit = self.config.playback.buffer_seconds * self.sample_rate
         while session.cut_fade_s is None and self.timeline.ahead() > limit:
             await asyncio.sleep(0.05)
+
+    def _warm_up(self) -> None:
+        """Make one short clip and prepare it, so that caches and lazy imports are ready (engine thread)."""
+        from musicmed_stream.planner import plan_session
+
+        try:
+            settings = PlanSettings(minutes=2.0 / 60, clip_seconds=2.0)
+            plan = plan_session(
+                self.config.session.start, self.config.session.start, settings, self._statistics
+            )
+            started = time.perf_counter()
+            self._make_clip(plan.segments[0], None, 0, threading.Event())
+            log.info("engine warmed up in %.2f s", time.perf_counter() - started)
+        except Exception as exc:  # a warm-up failure only costs speed; the session reports real errors
+            log.warning("engine warm-up failed: %s", exc)
 
     def _make_clip(
         self, segment: Segment, previous: Continuation | None, seed: int, cancel: threading.Event

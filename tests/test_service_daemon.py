@@ -1,0 +1,322 @@
+"""The daemon end to end with the built-in engine and the file sink (sped up, short clips)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicmed_stream.engines.base import Clip, Continuation
+from musicmed_stream.engines.builtin import BuiltinEngine
+from musicmed_stream.errors import MusicMedError
+from musicmed_stream.planner.types import Segment
+from musicmed_stream.player.sinks import FileSink
+from musicmed_stream.service.api import Event, StartOptions
+from musicmed_stream.service.config import load_config
+from musicmed_stream.service.daemon import STATE_FILE, Daemon
+
+SR = 44100
+BLOCK = 1024
+
+
+class FailingEngine:
+    """The built-in engine, except that it raises on one segment (a broken clip, not a mock)."""
+
+    def __init__(self, fail_index: int) -> None:
+        self.inner = BuiltinEngine()
+        self.name, self.sample_rate, self.channels = "failing", self.inner.sample_rate, self.inner.channels
+        self.fail_index = fail_index
+
+    def generate(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Clip:
+        if segment.index == self.fail_index:
+            raise RuntimeError(f"synthetic failure on segment {segment.index}")
+        return self.inner.generate(segment, previous, seed=seed, cancel=cancel)
+
+
+def make_daemon(tmp_path: Path, engine: Any = None, speed: float = 3.0, **overrides: Any) -> Daemon:
+    settings = {
+        "session.clip_seconds": 4.0,
+        "session.minutes": 0.3,
+        "playback.buffer_seconds": 8.0,
+        "playback.buffer_event_seconds": 0.5,
+        "playback.fade_seconds": 0.5,
+        "service.warmup": False,
+        **overrides,
+    }
+    config = load_config(overrides=settings, env={})
+    sink = FileSink(tmp_path / "played.wav", SR, 2, BLOCK, speed=speed)
+    return Daemon(config, engine or BuiltinEngine(), sink, tmp_path / "state")
+
+
+async def collect_until(
+    queue: asyncio.Queue[Event], kind: str, events: list[Event], timeout: float = 60.0, **match: Any
+) -> Event:
+    """Gather events into ``events`` until one of ``kind`` (with ``match`` in its data) arrives."""
+
+    async def wait() -> Event:
+        while True:
+            event = await queue.get()
+            events.append(event)
+            if event.type == kind and all(event.data.get(k) == v for k, v in match.items()):
+                return event
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+def run_with(daemon: Daemon, body: Callable[[Daemon, asyncio.Queue[Event]], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        await daemon.start()
+        queue = daemon.subscribe()
+        try:
+            return await body(daemon, queue)
+        finally:
+            await daemon.close(fade_seconds=0.05)
+
+    return asyncio.run(main())
+
+
+def recording(tmp_path: Path) -> np.ndarray:
+    audio, rate = sf.read(tmp_path / "played.wav", dtype="float32", always_2d=True)
+    assert rate == SR
+    return audio
+
+
+def longest_silence(audio: np.ndarray) -> int:
+    """Longest run of all-zero frames between the first and the last sound."""
+    loud = np.flatnonzero(np.abs(audio).max(axis=1) > 0)
+    silent = np.abs(audio[loud[0] : loud[-1] + 1]).max(axis=1) == 0
+    edges = np.diff(np.concatenate([[0], silent.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((stops - starts).max()) if len(starts) else 0
+
+
+def types(events: list[Event]) -> list[str]:
+    return [e.type for e in events]
+
+
+def test_a_short_session_plays_every_segment_without_a_gap(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path)
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
+        events: list[Event] = []
+        info = await d.start_session(StartOptions("sad", "calm", seed=3))
+        assert d.status()["state"] == "playing"
+        await collect_until(queue, "session_ended", events)
+        return events, info
+
+    events, info = run_with(daemon, body)
+    n_segments = len(info["plan"]["segments"])
+    started = [e.data["index"] for e in events if e.type == "segment_started"]
+    assert started == list(range(n_segments))
+    assert events[-1].data["reason"] == "finished"
+    assert "buffer_level" in types(events)
+    # segment_started carries the planned segment, at increasing session times
+    starts = [e.data["start_s"] for e in events if e.type == "segment_started"]
+    assert starts == sorted(starts)
+    assert [e.data["prompt"] for e in events if e.type == "segment_started"] == [
+        s["prompt"] for s in info["plan"]["segments"]
+    ]
+    audio = recording(tmp_path)
+    assert longest_silence(audio) <= int(0.005 * SR), "no gap after the first sound"
+    assert np.abs(audio).max() <= 1.0
+    assert not (tmp_path / "state" / STATE_FILE).exists(), "a finished session leaves no state to resume"
+
+
+def test_an_engine_failure_is_bridged_and_the_session_goes_on(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, engine=FailingEngine(fail_index=2))
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
+        events: list[Event] = []
+        info = await d.start_session(StartOptions("sad", "calm"))
+        await collect_until(queue, "session_ended", events)
+        return events, info
+
+    events, info = run_with(daemon, body)
+    errors = [e for e in events if e.type == "error"]
+    assert len(errors) == 1
+    assert "segment 2" in errors[0].data["where"]
+    assert "synthetic failure" in errors[0].data["message"]
+    assert any(e.type == "bridge" and e.data["index"] == 3 for e in events)
+    started = [e.data["index"] for e in events if e.type == "segment_started"]
+    assert started == [i for i in range(len(info["plan"]["segments"])) if i != 2]
+    assert events[-1].data["reason"] == "finished"
+    assert longest_silence(recording(tmp_path)) <= int(0.005 * SR)
+
+
+async def _advance(d: Daemon, seconds: float) -> tuple[int, int]:
+    """Frames the sink had read before and after ``seconds`` of wall time."""
+    before = d.ring.frames_read
+    await asyncio.sleep(seconds)
+    return before, d.ring.frames_read
+
+
+def test_pause_resume_volume_skip_and_stop(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, speed=2.0, **{"session.minutes": 1.0, "session.clip_seconds": 6.0})
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> dict[str, Any]:
+        events: list[Event] = []
+        await d.start_session(StartOptions("angry", "calm"))
+        await collect_until(queue, "segment_started", events, index=0)
+        out: dict[str, Any] = {}
+        await d.pause()
+        assert d.status()["state"] == "paused"
+        await asyncio.sleep(0.3)  # the pause ramp and the queued ring drain
+        out["paused"] = await _advance(d, 0.5)
+        position = d.status()["played_s"]
+        await asyncio.sleep(0.2)
+        assert d.status()["played_s"] == position, "the session does not advance while paused"
+        await d.resume()
+        await asyncio.sleep(0.4)
+        out["resumed"] = await _advance(d, 0.3)
+        await d.set_volume(0.0)
+        assert d.status()["volume"] == 0.0
+        await asyncio.sleep(0.4)
+        out["muted"] = await _advance(d, 0.3)
+        await d.set_volume(1.0)
+        with pytest.raises(MusicMedError, match="volume"):
+            await d.set_volume(1.5)
+        index = d.status()["segment_index"]
+        await d.skip()
+        skipped = await collect_until(queue, "segment_started", events, timeout=3.0, index=index + 1)
+        out["skip_start_s"] = skipped.data["start_s"]
+        out["skip_from"] = index
+        await d.stop(0.2)
+        out["events"] = events
+        while not queue.empty():
+            events.append(queue.get_nowait())
+        out["status"] = d.status()
+        return out
+
+    out = run_with(daemon, body)
+    audio = recording(tmp_path)
+    silent = lambda a, b: not np.abs(audio[a:b]).any()  # noqa: E731
+    assert silent(*out["paused"]), "paused: the sink plays silence"
+    assert not silent(*out["resumed"]), "resumed: sound again"
+    assert silent(*out["muted"]), "volume 0: silence"
+    # The skipped-to segment started before its planned time (6-s clips, 1.5-s overlap).
+    assert out["skip_start_s"] < (out["skip_from"] + 1) * 4.5
+    kinds = types(out["events"])
+    assert {"paused", "resumed", "volume", "session_ended"} <= set(kinds)
+    assert out["events"][-1].data["reason"] == "stopped"
+    assert out["status"]["state"] == "idle"
+
+
+def test_retarget_replans_from_the_current_segment_and_is_heard_soon(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, speed=1.0, **{"session.minutes": 1.0, "session.clip_seconds": 5.0})
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
+        events: list[Event] = []
+        await d.start_session(StartOptions("sad", "calm"))
+        await collect_until(queue, "segment_started", events, index=1)
+        result = await d.set_target("happy")
+        first = await collect_until(
+            queue, "segment_started", events, timeout=10.0, index=result["from_index"]
+        )
+        await d.stop(0.1)
+        return events, result | {"first": first.data}
+
+    events, result = run_with(daemon, body)
+    changed = [e for e in events if e.type == "plan_changed"]
+    assert len(changed) == 1 and changed[0].data["reason"] == "target"
+    assert result["from_index"] == 2
+    new_segment = result["plan"]["segments"][2]
+    assert result["first"]["prompt"] == new_segment["prompt"]
+    assert result["plan"]["target_label"] == "happy"
+    # 5-s clips overlapping by 1.25 s: segment 2 was due at 7.5 s; the new path is cut in earlier
+    assert result["first"]["start_s"] < 2 * 3.75
+
+
+def test_on_end_hold_keeps_playing_the_target_state(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, speed=4.0, **{"session.minutes": 0.2, "session.on_end": "hold"})
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
+        events: list[Event] = []
+        info = await d.start_session(StartOptions("sad", "calm"))
+        n = len(info["plan"]["segments"])
+        await collect_until(queue, "segment_started", events, index=n + 1)
+        assert d.status()["state"] == "playing"
+        return events, info
+
+    events, info = run_with(daemon, body)
+    last = info["plan"]["segments"][-1]
+    held = [
+        e.data
+        for e in events
+        if e.type == "segment_started" and e.data["index"] >= len(info["plan"]["segments"])
+    ]
+    assert len(held) == 2
+    for data in held:
+        assert (data["valence"], data["arousal"], data["prompt"]) == (
+            last["valence"],
+            last["arousal"],
+            last["prompt"],
+        )
+    assert "session_ended" not in types(events)
+
+
+def test_the_state_file_names_the_playing_segment_and_its_continuation(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, speed=2.0, **{"session.minutes": 1.0})
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[dict, np.ndarray, int, list[str]]:
+        events: list[Event] = []
+        await d.start_session(StartOptions("sad", "calm", seed=11))
+        await collect_until(queue, "segment_started", events, index=2)
+        await asyncio.sleep(0.3)
+        state = tmp_path / "state"
+        record = json.loads((state / STATE_FILE).read_text())
+        tail, rate = sf.read(state / record["continuation"]["tail"], dtype="float32", always_2d=True)
+        return record, tail, rate, sorted(p.name for p in state.glob("tail-*.wav"))
+
+    record, tail, rate, tails = run_with(daemon, body)
+    assert record["index"] == 2
+    assert record["seed"] == 11
+    assert record["continuation"]["tail"] == "tail-00002.wav"
+    assert rate == SR and len(tail) > 0
+    assert tails == ["tail-00002.wav"], "older tails are removed"
+    assert not (tmp_path / "state" / STATE_FILE).exists(), "stopping the session clears its state"
+
+
+def test_a_slow_subscriber_loses_its_oldest_events_not_the_daemon(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path)
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> list[Event]:
+        for i in range(300):
+            await d.set_volume(i / 1000)
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    kept = run_with(daemon, body)
+    volumes = [e.data["volume"] for e in kept if e.type == "volume"]
+    assert len(kept) == 256
+    assert volumes[-1] == 0.299
+    assert volumes[0] > 0.0, "the oldest events were dropped"
+
+
+def test_commands_without_a_session_and_bad_requests_are_clear_errors(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path)
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> None:
+        with pytest.raises(MusicMedError, match="no session"):
+            await d.skip()
+        with pytest.raises(MusicMedError, match="no session"):
+            await d.set_target("calm")
+        with pytest.raises(MusicMedError):
+            await d.start_session(StartOptions("not-an-emotion", "calm"))
+        with pytest.raises(MusicMedError, match="minutes"):
+            await d.start_session(StartOptions("sad", "calm", minutes=-1))
+        assert d.status()["state"] == "idle"
+
+    run_with(daemon, body)
