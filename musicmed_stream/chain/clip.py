@@ -1,0 +1,210 @@
+"""Clip-level steps, run once per clip before it is queued: trim, loudness, denoise, tail, resample.
+
+All functions are pure: they take float audio shaped ``(frames, channels)`` (1-D is read as mono)
+and return a new float32 ``(frames, channels)`` array.
+"""
+
+from __future__ import annotations
+
+import math
+
+import noisereduce
+import numpy as np
+import pyloudnorm
+import soxr
+
+from musicmed_stream.chain.config import ChainConfig
+from musicmed_stream.errors import AudioError
+
+# pyloudnorm's gating block; shorter clips are measured on a looped copy.
+_LOUDNESS_BLOCK_S = 0.4
+# Below the BS.1770 absolute gate a clip is treated as silence: no gain at all.
+_SILENCE_LUFS = -70.0
+
+
+def as_frames(audio: np.ndarray) -> np.ndarray:
+    """Return ``audio`` as a finite float32 ``(frames, channels)`` array.
+
+    Raises
+    ------
+    AudioError
+        If the array has more than two dimensions or holds NaN/inf.
+    """
+    data = np.asarray(audio, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2:
+        raise AudioError(f"audio must be shaped (frames, channels), got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise AudioError("audio holds non-finite samples (NaN or inf)")
+    return data
+
+
+def trim_silence(
+    audio: np.ndarray, sample_rate: int, threshold_db: float = -50.0, window_ms: float = 10.0
+) -> np.ndarray:
+    """Cut leading and trailing silence.
+
+    The clip is cut into windows of ``window_ms``; a window is sound when the RMS of its loudest
+    channel reaches ``threshold_db`` dBFS. The result runs from the first to the end of the last
+    sounding window; an all-silent clip gives zero frames.
+    """
+    data = as_frames(audio)
+    window = max(1, round(sample_rate * window_ms / 1000.0))
+    n_windows = -(-data.shape[0] // window)
+    if n_windows == 0:
+        return data.copy()
+    padded = np.zeros((n_windows * window, data.shape[1]), dtype=np.float32)
+    padded[: data.shape[0]] = data
+    power = np.square(padded, dtype=np.float64).reshape(n_windows, window, -1).mean(axis=1).max(axis=1)
+    loud = np.flatnonzero(power >= 10.0 ** (threshold_db / 10.0))
+    if loud.size == 0:
+        return data[:0].copy()
+    start = int(loud[0]) * window
+    stop = min(data.shape[0], (int(loud[-1]) + 1) * window)
+    return data[start:stop].copy()
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS (ITU-R BS.1770-4 via pyloudnorm); ``-inf`` for silence.
+
+    Clips shorter than one 400-ms gating block are measured on a looped copy of themselves.
+    """
+    data = as_frames(audio)
+    if data.shape[0] == 0:
+        return -math.inf
+    block = math.ceil(_LOUDNESS_BLOCK_S * sample_rate) + 1
+    if data.shape[0] < block:
+        data = np.resize(data, (block, data.shape[1]))
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(data.astype(np.float64)))
+
+
+def normalize_loudness(
+    audio: np.ndarray, sample_rate: int, target_lufs: float = -20.0, max_gain_db: float = 30.0
+) -> np.ndarray:
+    """Scale ``audio`` to an integrated loudness of ``target_lufs``.
+
+    Clips quieter than the -70 LUFS absolute gate (silence) are returned unchanged, and the gain
+    never exceeds ``max_gain_db``, so a near-silent clip is not blown up into noise. Peaks may
+    exceed full scale afterwards; the limiter at the end of the chain takes care of them.
+    """
+    data = as_frames(audio)
+    loudness = integrated_loudness(data, sample_rate)
+    if not math.isfinite(loudness) or loudness < _SILENCE_LUFS:
+        return data.copy()
+    gain_db = min(target_lufs - loudness, max_gain_db)
+    return (data * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+
+
+def denoise(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    stationary: bool = True,
+    prop_decrease: float = 0.5,
+    n_fft: int = 2048,
+    n_std_thresh: float = 1.5,
+    freq_smooth_hz: float = 100.0,
+    noise_quantile: float = 0.2,
+) -> np.ndarray:
+    """Spectral-gating noise reduction (noisereduce), channel by channel.
+
+    Stationary mode estimates each frequency bin's noise floor and lowers the bins below
+    ``mean + n_std_thresh * std`` by ``prop_decrease``. The noise is estimated from the quietest
+    ``noise_quantile`` of the clip (see :func:`noise_reference`), not from the whole clip as
+    noisereduce does by default: measured on the whole clip, every sustained or loud note raises
+    its own bins' threshold and gets gated, which is the opposite of musical. The STFT hop is half of
+    ``n_fft`` (the cheapest hop a Hann window reconstructs from), the clip is one chunk
+    (no chunk seams) and ``n_jobs=1``; see docs/audio_chain.md for the speed measurements. Clips
+    shorter than two STFT frames are returned unchanged.
+    """
+    data = as_frames(audio)
+    if data.shape[0] < 2 * n_fft or prop_decrease == 0.0:
+        return data.copy()
+    bin_hz = sample_rate / (n_fft / 2)
+    smooth = freq_smooth_hz if freq_smooth_hz >= bin_hz else None
+    reduced = noisereduce.reduce_noise(
+        y=data.T,
+        sr=sample_rate,
+        stationary=stationary,
+        prop_decrease=prop_decrease,
+        n_fft=n_fft,
+        hop_length=n_fft // 2,
+        y_noise=noise_reference(data, n_fft, noise_quantile) if stationary else None,
+        n_std_thresh_stationary=n_std_thresh,
+        freq_mask_smooth_hz=smooth,
+        time_mask_smooth_ms=None,
+        # One chunk for the whole clip; the padding keeps the last partial STFT frame.
+        chunk_size=data.shape[0] + 1,
+        padding=n_fft,
+        n_jobs=1,
+        use_tqdm=False,
+    )
+    return np.ascontiguousarray(np.asarray(reduced, dtype=np.float32).reshape(data.shape[1], -1).T)
+
+
+def noise_reference(audio: np.ndarray, n_fft: int, quantile: float) -> np.ndarray:
+    """The quietest part of a clip, as a mono noise sample for the stationary gate.
+
+    The mono mix is cut into windows of four STFT frames; the quietest ``quantile`` of them (at
+    least two) are joined in time order. ``quantile=1`` gives the whole clip.
+    """
+    mono = as_frames(audio).mean(axis=1)
+    window = 4 * n_fft
+    n_windows = mono.size // window
+    if quantile >= 1.0 or n_windows <= 2:
+        return mono
+    power = np.square(mono[: n_windows * window], dtype=np.float64).reshape(n_windows, window).mean(axis=1)
+    count = max(2, math.ceil(quantile * n_windows))
+    quietest = np.sort(np.argsort(power, kind="stable")[:count])
+    return mono[: n_windows * window].reshape(n_windows, window)[quietest].reshape(-1)
+
+
+def prepare_clip(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np.ndarray:
+    """The clip-level half of the chain: trim silence, denoise, normalize loudness.
+
+    The method lists normalization before denoising; the stationary gate is scale-invariant (its
+    thresholds are relative to the clip's own noise floor), so denoising first gives the same
+    audio up to gain, and normalizing last makes the clip's loudness exactly the target instead
+    of the 1-3 dB below it that the gate leaves. Run it once per clip before the clip enters a
+    :class:`~musicmed_stream.chain.Crossfader`.
+    """
+    data = as_frames(audio)
+    if config.trim_silence:
+        data = trim_silence(data, sample_rate, config.trim_threshold_db, config.trim_window_ms)
+    if config.denoise:
+        data = denoise(
+            data,
+            sample_rate,
+            stationary=config.denoise_stationary,
+            prop_decrease=config.denoise_prop_decrease,
+            n_fft=config.denoise_n_fft,
+            n_std_thresh=config.denoise_n_std_thresh,
+            freq_smooth_hz=config.denoise_freq_smooth_hz,
+            noise_quantile=config.denoise_noise_quantile,
+        )
+    if config.normalize:
+        data = normalize_loudness(data, sample_rate, config.target_lufs, config.max_gain_db)
+    return data
+
+
+def conditioning_tail(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np.ndarray:
+    """The silence-trimmed end of a clip, at most ``config.tail_seconds`` long.
+
+    This is what the next clip is conditioned on (``Continuation.tail``).
+    """
+    data = trim_silence(audio, sample_rate, config.trim_threshold_db, config.trim_window_ms)
+    frames = round(config.tail_seconds * sample_rate)
+    if frames == 0:
+        return data[:0].copy()
+    return data[-frames:].copy()
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") -> np.ndarray:
+    """Resample ``(frames, channels)`` audio with soxr (for engines whose rate differs from the sink's)."""
+    if sr_in <= 0 or sr_out <= 0:
+        raise AudioError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
+    data = as_frames(audio)
+    if sr_in == sr_out or data.shape[0] == 0:
+        return data.copy()
+    return np.ascontiguousarray(soxr.resample(data, sr_in, sr_out, quality=quality), dtype=np.float32)

@@ -1,0 +1,313 @@
+"""Audio chain: config, clip-level steps, crossfader, block processor, offline session."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pyloudnorm
+import pytest
+import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicmed_stream.chain import (
+    BlockProcessor,
+    ChainConfig,
+    Crossfader,
+    conditioning_tail,
+    denoise,
+    equal_power_gains,
+    normalize_loudness,
+    prepare_clip,
+    process_session,
+    resample,
+    trim_silence,
+    true_peak_dbtp,
+)
+from musicmed_stream.errors import AudioError, ConfigError
+
+SR = 44100
+FAST = settings(max_examples=25, deadline=None)
+BLOCK_ONLY = ChainConfig(trim_silence=False, normalize=False, denoise=False)
+
+
+def tone(freq: float, seconds: float, amp: float = 0.5, channels: int = 2, sr: int = SR) -> np.ndarray:
+    t = np.arange(round(seconds * sr)) / sr
+    return np.repeat((amp * np.sin(2 * np.pi * freq * t))[:, None], channels, axis=1).astype(np.float32)
+
+
+def noise(seconds: float, amp: float, seed: int, channels: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (amp * rng.standard_normal((round(seconds * SR), channels))).astype(np.float32)
+
+
+def music_like(seconds: float, seed: int, amp: float = 0.2) -> np.ndarray:
+    """A few decaying partials plus a little noise: enough spectral structure for the chain."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * SR)
+    t = np.arange(n) / SR
+    out = np.zeros(n)
+    for start in np.arange(0.0, seconds, 0.5):
+        f0 = rng.choice([220.0, 261.6, 329.6, 392.0])
+        env = np.where(t >= start, np.exp(-(t - start) * 3.0), 0.0)
+        out += env * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 2, 3))
+    out = amp * out / np.abs(out).max() + 0.002 * rng.standard_normal(n)
+    return np.stack([out, np.roll(out, 7)], axis=1).astype(np.float32)
+
+
+def band_power(x: np.ndarray, lo: float, hi: float) -> float:
+    freqs, psd = scipy.signal.welch(x[:, 0], SR, nperseg=4096)
+    band = (freqs >= lo) & (freqs < hi)
+    return float(psd[band].sum())
+
+
+def run_blocks(proc: BlockProcessor, x: np.ndarray, sizes: list[int]) -> np.ndarray:
+    out, pos = [], 0
+    for size in sizes:
+        out.append(proc.process(x[pos : pos + size]))
+        pos += size
+    out.append(proc.process(x[pos:]))
+    out.append(proc.flush())
+    return np.concatenate(out)[proc.latency :]
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def test_config_round_trip_and_errors_name_the_key():
+    config = ChainConfig.from_dict({"target_lufs": -23.0, "denoise": False})
+    assert config.target_lufs == -23.0 and config.denoise is False
+    assert ChainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="'crossfade_fractoin'"):
+        ChainConfig.from_dict({"crossfade_fractoin": 0.25})
+    with pytest.raises(ConfigError, match="'crossfade_fraction'"):
+        ChainConfig.from_dict({"crossfade_fraction": 0.9})
+    with pytest.raises(ConfigError, match="'ceiling_dbtp'"):
+        ChainConfig.from_dict({"ceiling_dbtp": 3.0})
+    with pytest.raises(ConfigError, match="'highpass'"):
+        ChainConfig.from_dict({"highpass": "yes"})
+    with pytest.raises(ConfigError, match="'highpass_order'"):
+        ChainConfig.from_dict({"highpass_order": 2.5})
+    with pytest.raises(ConfigError, match="'denoise_n_fft'"):
+        ChainConfig.from_dict({"denoise_n_fft": 1000})
+
+
+# --- clip level -------------------------------------------------------------------------------
+
+
+def test_trim_removes_leading_and_trailing_silence():
+    body = tone(440.0, 1.0)
+    clip = np.concatenate([np.zeros((SR, 2), np.float32), body, np.zeros((SR // 2, 2), np.float32)])
+    trimmed = trim_silence(clip, SR, threshold_db=-50.0, window_ms=10.0)
+    window = round(SR * 0.01)
+    assert abs(trimmed.shape[0] - body.shape[0]) <= 2 * window
+    assert np.abs(trimmed[: window // 2]).max() > 0.1  # starts with sound, not silence
+    assert trim_silence(np.zeros((SR, 2), np.float32), SR).shape == (0, 2)
+
+
+def test_conditioning_tail_is_the_trimmed_end():
+    clip = np.concatenate([tone(330.0, 3.0), np.zeros((SR, 2), np.float32)])
+    tail = conditioning_tail(clip, SR, ChainConfig(tail_seconds=1.0))
+    assert tail.shape == (SR, 2)
+    trimmed = trim_silence(clip, SR)
+    np.testing.assert_array_equal(tail, trimmed[-SR:])
+
+
+@settings(max_examples=15, deadline=None)
+@given(level_db=st.floats(-40.0, 6.0), target=st.floats(-30.0, -14.0), seed=st.integers(0, 1000))
+def test_normalize_reaches_target_loudness(level_db, target, seed):
+    clip = music_like(2.0, seed, amp=10.0 ** (level_db / 20.0))
+    out = normalize_loudness(clip, SR, target_lufs=target, max_gain_db=60.0)
+    measured = pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64))
+    assert abs(measured - target) < 0.1
+
+
+def test_normalize_does_not_blow_up_near_silence():
+    zeros = np.zeros((SR, 2), np.float32)
+    np.testing.assert_array_equal(normalize_loudness(zeros, SR), zeros)
+    whisper = noise(1.0, 1e-6, seed=1)
+    out = normalize_loudness(whisper, SR, target_lufs=-20.0, max_gain_db=30.0)
+    assert np.all(np.isfinite(out))
+    assert np.abs(out).max() <= np.abs(whisper).max() * 10 ** (30 / 20) * 1.0001
+    short = tone(1000.0, 0.1, amp=0.01)  # shorter than a 400-ms gating block
+    assert np.all(np.isfinite(normalize_loudness(short, SR)))
+
+
+def test_denoise_lowers_noise_floor_and_keeps_tone():
+    # A 1-s note in the middle of 3 s of noise: the noise floor comes from the quiet part.
+    clip = np.concatenate([0 * tone(1, 1.0), tone(1000.0, 1.0, amp=0.3), 0 * tone(1, 1.0)])
+    clip += noise(3.0, 0.01, seed=2)
+    out = denoise(clip, SR, prop_decrease=0.8)
+    assert out.shape == clip.shape
+    noise_before, noise_after = band_power(clip, 3000, 15000), band_power(out, 3000, 15000)
+    tone_before, tone_after = band_power(clip, 900, 1100), band_power(out, 900, 1100)
+    assert 10 * math.log10(noise_before / noise_after) > 6.0
+    assert abs(10 * math.log10(tone_before / tone_after)) < 1.0
+    # The end of the clip is not lost in the STFT (gated by at most 1 - prop_decrease).
+    assert np.sqrt(np.mean(out[-300:] ** 2)) > 0.1 * np.sqrt(np.mean(clip[-300:] ** 2))
+
+
+def test_prepare_clip_trims_and_normalizes():
+    clip = np.concatenate([np.zeros((SR // 2, 2), np.float32), music_like(3.0, 5, amp=0.02)])
+    out = prepare_clip(clip, SR, ChainConfig(target_lufs=-18.0))
+    assert out.shape[0] < clip.shape[0] - SR // 4
+    measured = pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64))
+    assert abs(measured - (-18.0)) < 1.0
+    with pytest.raises(AudioError):
+        prepare_clip(np.full((SR, 2), np.nan, np.float32), SR, ChainConfig())
+
+
+def test_resample_changes_rate_and_keeps_pitch():
+    clip = tone(1000.0, 1.0, sr=32000)
+    out = resample(clip, 32000, SR)
+    assert abs(out.shape[0] - SR) <= 1 and out.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(out[:, 0]))
+    assert abs(np.fft.rfftfreq(out.shape[0], 1 / SR)[spectrum.argmax()] - 1000.0) < 2.0
+
+
+# --- crossfade --------------------------------------------------------------------------------
+
+
+@FAST
+@given(frames=st.integers(1, 5000))
+def test_equal_power_gains_sum_to_one(frames):
+    fade_out, fade_in = equal_power_gains(frames)
+    np.testing.assert_allclose(fade_out**2 + fade_in**2, 1.0, atol=1e-6)
+    assert np.all(np.diff(fade_in[:, 0]) >= 0) and np.all(np.diff(fade_out[:, 0]) <= 0)
+
+
+@FAST
+@given(len_a=st.integers(4, 3000), len_b=st.integers(4, 3000))
+def test_crossfade_is_a_quarter_of_the_shorter_clip(len_a, len_b):
+    a = np.full((len_a, 1), 1.0, np.float32)
+    b = np.full((len_b, 1), 2.0, np.float32)
+    fader = Crossfader(channels=1, fraction=0.25)
+    fader.push(a)
+    assert fader.available == len_a - len_a // 4  # released before the next clip arrives
+    start_b = fader.push(b)
+    fader.close()
+    out = fader.pull()[:, 0]
+    overlap = min(len_a, len_b) // 4
+    assert start_b == len_a - overlap
+    assert out.shape[0] == len_a + len_b - overlap
+    t = (np.arange(overlap) + 0.5) / overlap
+    expected = np.cos(np.pi / 2 * t) * 1.0 + np.sin(np.pi / 2 * t) * 2.0
+    np.testing.assert_allclose(out[start_b:len_a], expected, rtol=1e-6)
+    assert np.all(out[:start_b] == 1.0) and np.all(out[len_a:] == 2.0)
+
+
+def test_crossfade_of_uncorrelated_noise_keeps_rms_steady():
+    a, b = noise(2.0, 0.1, seed=3, channels=1), noise(2.0, 0.1, seed=4, channels=1)
+    fader = Crossfader(channels=1)
+    fader.push(a)
+    fader.push(b)
+    fader.close()
+    out = fader.pull()[:, 0]
+    window = 2205  # 50 ms
+    rms = np.sqrt(np.mean(out[: out.size // window * window].reshape(-1, window) ** 2, axis=1))
+    assert np.all(np.abs(20 * np.log10(rms / 0.1)) < 0.6)
+
+
+@FAST
+@given(
+    lengths=st.lists(st.integers(0, 2000), min_size=1, max_size=5),
+    pulls=st.lists(st.integers(1, 700), min_size=1, max_size=20),
+)
+def test_crossfader_output_does_not_depend_on_pull_sizes(lengths, pulls):
+    rng = np.random.default_rng(len(lengths))
+    clips = [rng.standard_normal((n, 2)).astype(np.float32) for n in lengths]
+    whole = Crossfader(channels=2)
+    for clip in clips:
+        whole.push(clip)
+    whole.close()
+    expected = whole.pull()
+    pieces, fader = [], Crossfader(channels=2)
+    for i, clip in enumerate(clips):
+        fader.push(clip)
+        pieces.append(fader.pull(pulls[i % len(pulls)]))
+    fader.close()
+    while not fader.finished:
+        pieces.append(fader.pull(pulls[len(pieces) % len(pulls)]))
+    np.testing.assert_array_equal(np.concatenate(pieces), expected)
+
+
+def test_crossfader_rejects_bad_clips():
+    fader = Crossfader(channels=2)
+    with pytest.raises(AudioError):
+        fader.push(np.zeros((10, 1), np.float32))
+    fader.close()
+    with pytest.raises(AudioError):
+        fader.push(np.zeros((10, 2), np.float32))
+
+
+# --- block level ------------------------------------------------------------------------------
+
+
+@settings(max_examples=12, deadline=None)
+@given(gain_db=st.floats(0.0, 30.0), seed=st.integers(0, 10_000), channels=st.sampled_from([1, 2]))
+def test_limiter_holds_sample_and_true_peak_ceiling(gain_db, seed, channels):
+    x = noise(0.5, 10 ** (gain_db / 20.0), seed, channels)
+    config = ChainConfig(highpass=False, ceiling_dbtp=-1.0)
+    proc = BlockProcessor(SR, channels, config)
+    y = run_blocks(proc, x, [4096] * 4)
+    ceiling = 10 ** (-1.0 / 20.0)
+    assert y.shape == x.shape
+    assert np.abs(y).max() <= ceiling
+    assert true_peak_dbtp(y) <= -1.0
+
+
+def test_limiter_holds_true_peak_of_inter_sample_peaks():
+    # A sine near fs/4 with a phase offset peaks between samples.
+    t = np.arange(SR) / SR
+    x = np.repeat((2.0 * np.sin(2 * np.pi * 11025.0 * t + np.pi / 4))[:, None], 2, axis=1)
+    proc = BlockProcessor(SR, 2, ChainConfig(highpass=False))
+    y = run_blocks(proc, x.astype(np.float32), [1000] * 10)
+    assert true_peak_dbtp(y) <= -1.0
+    assert true_peak_dbtp(y[SR // 2 :]) > -1.5  # limited to the ceiling, not far below
+
+
+def test_limiter_leaves_quiet_audio_untouched():
+    x = noise(0.5, 0.05, seed=7)
+    proc = BlockProcessor(SR, 2, ChainConfig(highpass=False))
+    np.testing.assert_array_equal(run_blocks(proc, x, [512] * 10), x)
+
+
+def test_highpass_removes_10hz_and_keeps_1khz():
+    proc = BlockProcessor(SR, 1, ChainConfig(limiter=False, highpass_hz=35.0, highpass_order=4))
+    low = run_blocks(proc, tone(10.0, 4.0, channels=1), [4096] * 10)
+    proc.reset()
+    high = run_blocks(proc, tone(1000.0, 4.0, channels=1), [4096] * 10)
+    settled = slice(SR, None)
+    assert 20 * np.log10(np.abs(low[settled]).max() / 0.5) < -30.0
+    assert abs(20 * np.log10(np.abs(high[settled]).max() / 0.5)) < 0.1
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=30),
+    level_db=st.floats(-20.0, 20.0),
+    channels=st.sampled_from([1, 2]),
+)
+def test_block_processor_output_does_not_depend_on_block_size(sizes, level_db, channels):
+    x = noise(1.0, 10 ** (level_db / 20.0), seed=len(sizes), channels=channels)
+    reference = run_blocks(BlockProcessor(SR, channels), x, [4096] * 10)
+    np.testing.assert_array_equal(run_blocks(BlockProcessor(SR, channels), x, sizes), reference)
+
+
+# --- offline session --------------------------------------------------------------------------
+
+
+def test_process_session_lengths_ceiling_and_loudness():
+    clips = [music_like(4.0, seed) for seed in range(4)]
+    config = ChainConfig(target_lufs=-20.0)
+    out = process_session(clips, SR, config, block_frames=1024)
+    prepared = [prepare_clip(c, SR, config) for c in clips]
+    overlaps = sum(min(a.shape[0], b.shape[0]) // 4 for a, b in itertools.pairwise(prepared))
+    assert out.shape == (sum(p.shape[0] for p in prepared) - overlaps, 2)
+    assert np.abs(out).max() <= 10 ** (-1.0 / 20.0)
+    assert true_peak_dbtp(out) <= -1.0
+    assert abs(pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64)) - (-20.0)) < 1.0
+    again = process_session(clips, SR, config, block_frames=777)
+    np.testing.assert_array_equal(out, again)
