@@ -12,7 +12,7 @@ used as emotion anchors. Tags may carry the dataset's ``mood/theme---`` prefix.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from musicmed_stream.emotion.vocabulary import (
     Emotion,
     data_path,
     emotion_by_name,
+    file_stamp,
     load_vocabulary,
     read_json,
     squared_distance,
@@ -68,10 +69,14 @@ class TagMapping:
     entries: tuple[TagEntry, ...]
     source: str = ""
     path: str = ""
+    _index: dict[str, TagEntry] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {e.tag: e for e in self.entries})
 
     def get(self, tag: str) -> TagEntry | None:
         """The entry of ``tag`` (prefix and case ignored), or ``None``."""
-        return self._index().get(strip_tag(tag))
+        return self._index.get(strip_tag(tag))
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -100,14 +105,6 @@ class TagMapping:
         for e in self.entries:
             tags[e.tag] = {"kind": e.kind} | ({"emotion": e.emotion.name} if e.emotion else {})
         return {"source": self.source, "tags": tags}
-
-    def _index(self) -> dict[str, TagEntry]:
-        return _index_entries(self.entries)
-
-
-@lru_cache(maxsize=32)
-def _index_entries(entries: tuple[TagEntry, ...]) -> dict[str, TagEntry]:
-    return {e.tag: e for e in entries}
 
 
 def parse_tag_mapping(data: Any, where: str, vocabulary: tuple[Emotion, ...]) -> TagMapping:
@@ -151,7 +148,9 @@ def parse_tag_mapping(data: Any, where: str, vocabulary: tuple[Emotion, ...]) ->
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str, vocabulary: tuple[Emotion, ...], builtin: bool) -> TagMapping:
+def _load_cached(
+    path: str, stamp: tuple[int, int], vocabulary: tuple[Emotion, ...], builtin: bool
+) -> TagMapping:
     mapping = parse_tag_mapping(read_json(path, "mapping file", MappingError), path, vocabulary)
     return mapping if builtin else replace(mapping, path=path)
 
@@ -175,7 +174,8 @@ def load_tag_mapping(
     """
     vocabulary = load_vocabulary() if vocabulary is None else vocabulary
     resolved = data_path("moodtheme_mapping.json") if path is None else Path(path)
-    return _load_cached(str(resolved.resolve()), vocabulary, path is None)
+    resolved = resolved.resolve()
+    return _load_cached(str(resolved), file_stamp(resolved), vocabulary, path is None)
 
 
 def mood_tag_for(va: VA, mapping: TagMapping | None = None) -> str:

@@ -64,6 +64,15 @@ def read_json(path: str | os.PathLike[str], what: str, error: type[ConfigError] 
         raise error(f"{what} {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
 
 
+def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(mtime_ns, size)`` of a file, ``(0, -1)`` if absent: a cache key that sees edits."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (0, -1)
+    return (info.st_mtime_ns, info.st_size)
+
+
 def in_range(value: Any) -> bool:
     """Whether ``value`` is a finite real number within [-1, 1]."""
     return (
@@ -105,7 +114,7 @@ def _parse_vocabulary(data: Any, where: str) -> tuple[Emotion, ...]:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str) -> tuple[Emotion, ...]:
+def _load_cached(path: str, stamp: tuple[int, int]) -> tuple[Emotion, ...]:
     return _parse_vocabulary(read_json(path, "vocabulary file", VocabularyError), path)
 
 
@@ -129,7 +138,8 @@ def load_vocabulary(path: str | os.PathLike[str] | None = None) -> tuple[Emotion
         If the file cannot be read or an entry is malformed.
     """
     resolved = data_path("emotions.json") if path is None else Path(path)
-    return _load_cached(str(resolved.resolve()))
+    resolved = resolved.resolve()
+    return _load_cached(str(resolved), file_stamp(resolved))
 
 
 def squared_distance(a: VA, b: VA) -> float:

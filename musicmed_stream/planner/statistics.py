@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from musicmed_stream.emotion.vocabulary import data_path, read_json
+from musicmed_stream.emotion.vocabulary import data_path, file_stamp, read_json
 from musicmed_stream.errors import ConfigError
 
 MOOD_FILE = "autotagging_moodtheme.tsv"
@@ -100,7 +100,7 @@ def _tag_maps(folder: Path) -> dict[str, dict[str, str]]:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(folder: str) -> TagStatistics:
+def _load_cached(folder: str, stamps: tuple[tuple[int, int], ...]) -> TagStatistics:
     root = Path(folder)
     if not root.is_dir():
         raise StatisticsError(f"MTG-Jamendo metadata folder {root} does not exist")
@@ -150,7 +150,9 @@ def load_jamendo_statistics(folder: str | os.PathLike[str]) -> TagStatistics:
     StatisticsError
         Naming the missing file if the folder is incomplete.
     """
-    return _load_cached(str(Path(folder).resolve()))
+    root = Path(folder).resolve()
+    stamps = tuple(file_stamp(root / name) for name in (MOOD_FILE, INSTRUMENT_FILE, GENRE_FILE, TAG_MAP_FILE))
+    return _load_cached(str(root), stamps)
 
 
 def _validate_table(table: object, key: str, where: str) -> dict[str, dict[str, int]]:
