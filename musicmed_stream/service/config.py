@@ -293,7 +293,7 @@ def _check(section: str, key: str, value: Any, source: str) -> Any:
     if attr not in fields or attr in ("builtin", "musicgen"):
         raise ConfigError(f"{source}: unknown key {name}")
     hint = typing.get_type_hints(cls)[attr]
-    value = _coerce(value, hint, name, source)
+    value = _coerce(value, hint, name, source, from_text=source.startswith("environment"))
     low, high = RANGES.get((section, key), (None, None))
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if numeric and ((low is not None and value < low) or (high is not None and value > high)):
@@ -302,8 +302,8 @@ def _check(section: str, key: str, value: Any, source: str) -> Any:
     return value
 
 
-def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
-    """``value`` as the type ``hint``; strings (environment, flags) are parsed."""
+def _coerce(value: Any, hint: Any, name: str, source: str, from_text: bool = False) -> Any:
+    """``value`` as the type ``hint``; with ``from_text`` (environment variables) strings are parsed."""
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
@@ -314,24 +314,25 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
         for option in typing.get_args(hint):
             if option is not str:
                 try:
-                    return _coerce(value, option, name, source)
+                    return _coerce(value, option, name, source, from_text)
                 except ConfigError:
                     pass
-        return _coerce(value, str, name, source)
+        return _coerce(value, str, name, source, from_text)
     if origin is list:
-        if isinstance(value, str):
+        if isinstance(value, str) and from_text:
             value = [item.strip() for item in value.split(",") if item.strip()]
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{source}: {name} must be a list of strings")
         return value
     if hint is bool:
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        words = ("1", "true", "yes", "on", "0", "false", "no", "off")
+        if from_text and isinstance(value, str) and value.lower() in words:
             return value.lower() in ("1", "true", "yes", "on")
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
         return value
     if hint in (int, float):
-        if isinstance(value, str):
+        if isinstance(value, str) and from_text:
             try:
                 value = hint(value)
             except ValueError:

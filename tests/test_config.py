@@ -1,0 +1,130 @@
+"""config.toml and its loader: defaults documented, errors name the key, overrides in order."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from musicmed_stream.chain import ChainConfig
+from musicmed_stream.errors import ConfigError
+from musicmed_stream.service.config import (
+    Config,
+    changed_keys,
+    env_overrides,
+    load_config,
+    needs_restart,
+    state_dir,
+)
+
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_repository_config_lists_every_setting_with_its_default() -> None:
+    loaded = load_config(REPO_CONFIG, env={})
+    assert loaded == Config(chain=loaded.chain)
+    assert ChainConfig.from_dict(loaded.chain) == ChainConfig()
+    tree = tomllib.loads(REPO_CONFIG.read_text())
+    assert set(tree["chain"]) == {f.name for f in dataclasses.fields(ChainConfig)}
+    for section in ("sink", "playback", "control", "service"):
+        assert set(tree[section]) == {f.name for f in dataclasses.fields(getattr(Config(), section))}, section
+    toml_names = {"start": "from", "target": "to"}
+    session = {toml_names.get(f.name, f.name) for f in dataclasses.fields(Config().session)}
+    assert set(tree["session"]) == session
+    musicgen = set(tree["engine"]["musicgen"])
+    assert musicgen == {f.name for f in dataclasses.fields(Config().engine.musicgen)}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sink]\nspeeed = 2\n", r"unknown key sink\.speeed"),
+        ("[sinks]\ntype = 'file'\n", r"unknown section \[sinks\]"),
+        ("[sink]\nblock_size = 'big'\n", "sink.block_size must be an integer"),
+        ("[sink]\nblock_size = 512.5\n", "sink.block_size must be an integer"),
+        ("[playback]\nvolume = 1.5\n", r"playback.volume = 1.5 is out of range \(0..1\)"),
+        ("[session]\non_end = 'loop'\n", "session.on_end = 'loop'; choose one of stop, hold"),
+        ("[control]\nallowed_origins = 'x'\n", "control.allowed_origins must be a list of strings"),
+        ("[control]\nallowed_origins = [1]\n", "control.allowed_origins must be a list of strings"),
+        ("[service]\nresume = 'maybe'\n", "service.resume must be true or false"),
+        ("[engine.musicgen]\ntop_k = -1\n", "engine.musicgen.top_k = -1 is out of range"),
+        ("[engine]\nname = 'jukebox'\n", "engine.name = 'jukebox'"),
+        ("sink = 3\n", r"\[sink\] must be a table"),
+        ("[sink\n", "invalid TOML"),
+    ],
+)
+def test_invalid_files_are_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, env={})
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) -> None:
+    path = write(tmp_path, "[control]\ntoken = 'from-file'\nport = 9000\n[sink]\nspeed = 2.0\n")
+    env = {
+        "MUSICMED_CONTROL_TOKEN": "from-env",
+        "MUSICMED_SINK_SPEED": "20",
+        "MUSICMED_ENGINE_MUSICGEN_MODEL": "/models/small",
+        "MUSICMED_CONTROL_ALLOWED_ORIGINS": "http://a:1, http://b:2",
+        "MUSICMED_SERVICE_RESUME": "false",
+        "MUSICMED_CHAIN_DENOISE": "false",
+    }
+    config = load_config(path, env=env, overrides={"control.port": 9100, "sink.type": None})
+    assert config.control.token == "from-env"
+    assert config.control.port == 9100
+    assert config.sink.speed == 20.0
+    assert config.sink.type == "sounddevice", "a flag that was not given does not override"
+    assert config.engine.musicgen.model == "/models/small"
+    assert config.control.allowed_origins == ["http://a:1", "http://b:2"]
+    assert config.service.resume is False
+    assert config.chain["denoise"] is False
+
+
+def test_bad_environment_values_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"MUSICMED_SINK_BLOCK_SIZE.*sink\.block_size must be a number"):
+        load_config(env={"MUSICMED_SINK_BLOCK_SIZE": "lots"})
+    with pytest.raises(ConfigError, match="MUSICMED_NOPE_X: unknown section"):
+        env_overrides({"MUSICMED_NOPE_X": "1"})
+    with pytest.raises(ConfigError, match=r"unknown key control\.tokn"):
+        load_config(env={"MUSICMED_CONTROL_TOKN": "x"})
+
+
+def test_a_token_is_required_off_loopback() -> None:
+    with pytest.raises(ConfigError, match=r"control\.token is required"):
+        load_config(env={}, overrides={"control.host": "0.0.0.0"})
+    assert load_config(env={}, overrides={"control.host": "0.0.0.0", "control.token": "s3cret"}).control.token
+    assert load_config(env={}, overrides={"control.host": "::1"}).control.host == "::1"
+    assert load_config(env={}, overrides={"control.host": "0.0.0.0", "control.enabled": False})
+
+
+def test_reload_reports_the_keys_that_need_a_restart(tmp_path: Path) -> None:
+    old = load_config(env={})
+    new = load_config(write(tmp_path, "[playback]\nvolume = 0.5\n[sink]\nblock_size = 512\n"), env={})
+    changed = changed_keys(old, new)
+    assert changed == ["sink.block_size", "playback.volume"]
+    assert [k for k in changed if needs_restart(k)] == ["sink.block_size"]
+
+
+def test_state_dir_follows_config_then_systemd_then_xdg(tmp_path: Path) -> None:
+    config = load_config(env={})
+    assert state_dir(config, {"STATE_DIRECTORY": "/var/lib/musicmed-stream"}) == Path(
+        "/var/lib/musicmed-stream"
+    )
+    assert state_dir(config, {"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "musicmed-stream"
+    explicit = load_config(env={}, overrides={"service.state_dir": str(tmp_path / "s")})
+    assert state_dir(explicit, {"STATE_DIRECTORY": "/x"}) == tmp_path / "s"
