@@ -110,3 +110,21 @@ def test_cli_refuses_a_majority_that_is_not_an_emotion(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "zen" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("kappa", "label"),
+    [
+        (-0.1, "poor"),
+        (0.0, "slight"),
+        (0.2, "slight"),
+        (0.35, "fair"),
+        (0.6, "moderate"),
+        (0.7, "substantial"),
+        (0.81, "almost perfect"),
+    ],
+)
+def test_landis_koch_labels(kappa, label):
+    from musicmed_stream.emotion.agreement import kappa_label
+
+    assert kappa_label(kappa) == label

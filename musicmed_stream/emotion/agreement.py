@@ -166,17 +166,13 @@ def rater_agreement(raters: list[dict[str, str]], names: list[str] | None = None
 
 
 def kappa_label(kappa: float) -> str:
-    """Landis & Koch (1977) verbal label of a kappa value."""
+    """Landis & Koch (1977) verbal label of a kappa value (< 0 poor, up to 0.2 slight, ...)."""
     if np.isnan(kappa):
         return "undefined: every rating is the same category"
-    for bound, label in (
-        (0.0, "poor"),
-        (0.2, "slight"),
-        (0.4, "fair"),
-        (0.6, "moderate"),
-        (0.8, "substantial"),
-    ):
-        if kappa < bound or (bound > 0.0 and kappa <= bound):
+    if kappa < 0.0:
+        return "poor"
+    for upper, label in ((0.2, "slight"), (0.4, "fair"), (0.6, "moderate"), (0.8, "substantial")):
+        if kappa <= upper:
             return label
     return "almost perfect"
 
