@@ -10,6 +10,7 @@ import pyloudnorm
 import pytest
 
 from musicmed_stream.audio_io import write_audio
+from musicmed_stream.chain import ChainConfig, process_session
 from musicmed_stream.planner.types import Plan
 
 SR = 22050
@@ -68,24 +69,16 @@ def music_for(valence: float, arousal: float, seconds: float, sr: int = SR, seed
     )
 
 
-def crossfade(clips: list[np.ndarray], fraction: float = 0.25) -> np.ndarray:
-    """Equal-power crossfade of adjacent clips over ``fraction`` of the shorter one."""
-    session = clips[0].astype(np.float64)
-    for clip in clips[1:]:
-        overlap = int(fraction * min(session.shape[0], clip.shape[0]))
-        theta = np.linspace(0.0, np.pi / 2, overlap)[:, None]
-        mixed = session[-overlap:] * np.cos(theta) + clip[:overlap] * np.sin(theta)
-        session = np.concatenate([session[:-overlap], mixed, clip[overlap:]])
-    return session.astype(np.float32)
-
-
 def make_render_folder(folder: Path, plan: Plan, sr: int = SR) -> Path:
-    """A folder in the render's layout (plan.json, clips/, session.wav, render.json) with synthetic music."""
+    """A folder in the render's layout (plan.json, clips/, session.wav, render.json) with synthetic music.
+
+    The session is the synthetic clips through the real audio chain, as the render makes it.
+    """
     (folder / "clips").mkdir(parents=True, exist_ok=True)
     clips = [music_for(s.valence, s.arousal, s.duration_s, sr, seed=s.index) for s in plan.segments]
     for segment, clip in zip(plan.segments, clips, strict=True):
         write_audio(folder / "clips" / f"clip_{segment.index:03d}.wav", clip, sr)
-    session = crossfade(clips)
+    session = process_session(clips, sr, ChainConfig())
     write_audio(folder / "session.wav", session, sr)
     (folder / "plan.json").write_text(plan.to_json())
     audio_s = session.shape[0] / sr
@@ -107,3 +100,37 @@ def test_music_for_is_louder_at_high_arousal():
     loud = meter.integrated_loudness(music_for(0.5, 0.8, 4.0))
     soft = meter.integrated_loudness(music_for(0.5, -0.8, 4.0))
     assert loud > soft + 6
+
+
+def render_builtin(folder: Path, plan: Plan) -> Path:
+    """Render ``plan`` with the built-in engine into ``folder`` in the render's layout.
+
+    Uses the render library (``musicmed_stream.render.render_session``) when it is there;
+    otherwise builds the same files from the engine and the chain directly.
+    """
+    from musicmed_stream.engines.builtin import BuiltinEngine
+
+    engine = BuiltinEngine()
+    try:
+        from musicmed_stream.render import render_session
+    except ImportError:
+        render_session = None
+    if render_session is not None:
+        render_session(plan, engine, folder, ChainConfig())
+        return folder
+    from musicmed_stream.chain import conditioning_tail
+    from musicmed_stream.engines.base import Continuation, clip_seed
+
+    (folder / "clips").mkdir(parents=True, exist_ok=True)
+    previous, clips = None, []
+    for segment in plan.segments:
+        clip = engine.generate(segment, previous, seed=clip_seed(plan.settings.seed, segment.index))
+        write_audio(folder / "clips" / f"clip_{segment.index:03d}.wav", clip.audio, clip.sample_rate)
+        tail = conditioning_tail(clip.audio, clip.sample_rate, ChainConfig())
+        previous = Continuation(tail, clip.sample_rate, clip.state)
+        clips.append(clip.audio)
+    write_audio(
+        folder / "session.wav", process_session(clips, engine.sample_rate, ChainConfig()), engine.sample_rate
+    )
+    (folder / "plan.json").write_text(plan.to_json())
+    return folder

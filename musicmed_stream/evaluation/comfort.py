@@ -1,7 +1,9 @@
 """Listening comfort: loudness, loudness range, loudness steps, true peak, clipping, gaps, clicks.
 
 Everything here is a pure function of float audio shaped ``(frames,)`` or ``(frames, channels)``.
-Loudness is ITU-R BS.1770 via pyloudnorm; the loudness range follows EBU Tech 3342 (short-term
+Integrated loudness (ITU-R BS.1770, pyloudnorm) and the 4x-oversampled true peak are measured with
+the audio chain's own meters (:mod:`musicmed_stream.chain`), so the evaluation checks the chain's
+targets in the chain's units; the loudness range follows EBU Tech 3342 (short-term
 loudness in 3-s windows, absolute gate -70 LUFS, relative gate -20 LU, 10th to 95th percentile).
 """
 
@@ -15,6 +17,8 @@ import numpy as np
 import pyloudnorm
 import scipy.ndimage
 import scipy.signal
+
+from musicmed_stream.chain import integrated_loudness, true_peak_dbtp
 
 SHORT_TERM_S = 3.0
 SHORT_TERM_STEP_S = 0.3
@@ -30,14 +34,6 @@ def _as_2d(audio: np.ndarray) -> np.ndarray:
 
 def _mono(audio: np.ndarray) -> np.ndarray:
     return _as_2d(audio).mean(axis=1)
-
-
-def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness in LUFS (BS.1770 gating); ``-inf`` for silence or audio under 0.4 s."""
-    audio = _as_2d(audio)
-    if audio.shape[0] < int(0.4 * sample_rate) + 1:
-        return float("-inf")
-    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio))
 
 
 def short_term_loudness(audio: np.ndarray, sample_rate: int, step_s: float = SHORT_TERM_STEP_S) -> np.ndarray:
@@ -80,20 +76,6 @@ def loudness_steps(clips: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
         steps = np.diff(levels)
     steps[~np.isfinite(steps)] = np.nan
     return steps
-
-
-def true_peak_dbtp(audio: np.ndarray, oversample: int = 4, chunk: int = 1 << 18) -> float:
-    """True peak in dBTP: the largest magnitude of the signal upsampled ``oversample`` times (BS.1770-4)."""
-    audio = _as_2d(audio)
-    pad = 64
-    peak = 0.0
-    for start in range(0, audio.shape[0], chunk):
-        lo, hi = max(start - pad, 0), min(start + chunk + pad, audio.shape[0])
-        up = scipy.signal.resample_poly(audio[lo:hi], oversample, 1, axis=0)
-        core = up[(start - lo) * oversample : (start - lo + min(chunk, audio.shape[0] - start)) * oversample]
-        peak = max(peak, float(np.max(np.abs(core))) if core.size else 0.0)
-        peak = max(peak, float(np.max(np.abs(audio[start : start + chunk]))))
-    return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
 
 
 def clipped_samples(audio: np.ndarray, threshold: float = 0.9999) -> int:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from musicmed_stream.evaluation.comfort import integrated_loudness
+from musicmed_stream.chain import integrated_loudness
 from musicmed_stream.planner.types import VA
 
 # Krumhansl & Kessler (1982) probe-tone key profiles, C major and C minor.

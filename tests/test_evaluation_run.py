@@ -1,0 +1,188 @@
+"""End to end: evaluate rendered sessions and daemon recordings, the evaluate and compare commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from test_evaluation_support import SR, make_render_folder, music_for, render_builtin
+from tiny_clap import make_tiny_clap
+
+from musicmed_stream.audio_io import read_audio, write_audio
+from musicmed_stream.cli.main import main
+from musicmed_stream.evaluation import EvaluationOptions, evaluate_run, load_run
+from musicmed_stream.evaluation.compare import percent_change
+from musicmed_stream.planner import PlanSettings, plan_session
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """A 1-minute sad -> happy session of synthetic music that follows the plan."""
+    plan = plan_session(
+        "sad", "happy", PlanSettings(minutes=1, clip_seconds=10, match_clips=1, settle_clips=1)
+    )
+    return make_render_folder(tmp_path_factory.mktemp("synthetic"), plan)
+
+
+def test_two_minute_builtin_session_end_to_end(tmp_path):
+    plan = plan_session("sad", "calm", PlanSettings(minutes=2, clip_seconds=15))
+    folder = render_builtin(tmp_path / "run", plan)
+    metrics = evaluate_run(folder)
+    assert metrics["run"]["clips"] == len(plan.segments) == 8
+    assert [c["mood"] for c in metrics["clips"]] == [s.mood for s in plan.segments]
+    for name in ("metrics.json", "evaluation.md", "eval_path.png", "eval_clips.png", "eval_loudness.png"):
+        assert (folder / name).is_file(), name
+    for name in ("eval_path.png", "eval_clips.png", "eval_loudness.png"):
+        assert (folder / name).read_bytes()[:8] == PNG_MAGIC
+    assert json.loads((folder / "metrics.json").read_text()) == metrics
+    comfort = metrics["comfort"]
+    # The chain normalizes to -20 LUFS and limits to -1 dBTP; the evaluation must see that.
+    assert comfort["integrated_lufs"] == pytest.approx(-20, abs=1.5)
+    assert comfort["true_peak_dbtp"] <= -0.9
+    assert comfort["clipped_samples"] == 0
+    assert len(comfort["loudness_steps_lu"]) == 7
+    rec = metrics["recognition"]
+    assert rec["backend"] == "features"
+    assert 0 <= rec["auprc"] <= 1 and 0 <= rec["hamming"] <= 1
+    assert metrics["clap"] is None
+    assert metrics["adherence"]["start_quadrant_planned"] == "-V-A"
+
+
+def test_measured_path_follows_a_plan_made_of_matching_music(synthetic_run):
+    metrics = evaluate_run(synthetic_run)
+    adherence = metrics["adherence"]
+    assert adherence["start_quadrant_correct"] and adherence["end_quadrant_correct"]
+    assert adherence["spearman_arousal"] > 0.7
+    assert adherence["spearman_valence"] > 0.5
+    assert metrics["speed"]["real_time_factor"] == pytest.approx(50.0)
+    assert metrics["speed"]["minutes_per_15min_session"] == pytest.approx(15 / 50)
+    assert metrics["comfort"]["clicks_s"] == []
+    assert metrics["comfort"]["silent_gaps"] == []
+
+
+def test_render_clip_places_cover_the_session(synthetic_run):
+    run = load_run(synthetic_run)
+    assert run.kind == "render"
+    assert run.clips[0].start_s == 0
+    assert run.clips[-1].end_s == pytest.approx(run.session.shape[0] / run.sample_rate)
+    for a, b in zip(run.clips, run.clips[1:], strict=False):
+        assert a.start_s < b.start_s < a.end_s  # adjacent clips overlap in the crossfade
+
+
+def test_clap_and_clap_zero_shot_on_a_run(synthetic_run, tmp_path):
+    clap = make_tiny_clap(tmp_path / "clap")
+    out = tmp_path / "eval"
+    metrics = evaluate_run(
+        synthetic_run, EvaluationOptions(clap=str(clap), mer="clap", report_format="html"), out
+    )
+    scores = metrics["clap"]["scores"]
+    assert len(scores) == metrics["run"]["clips"]
+    assert all(-100 <= s <= 100 for s in scores)
+    assert metrics["clap"]["mean"] == pytest.approx(np.mean(scores))
+    assert metrics["table"]["clap"] == metrics["clap"]["mean"]
+    assert metrics["recognition"]["backend"] == "clap"
+    assert (out / "evaluation.html").read_text().startswith("<!doctype html>")
+    assert not (synthetic_run / "evaluation.html").exists()
+
+
+def test_daemon_recording_with_event_log(tmp_path):
+    plan = plan_session(
+        "tired", "energetic", PlanSettings(minutes=0.5, clip_seconds=10, match_clips=1, settle_clips=1)
+    )
+    clips = [music_for(s.valence, s.arousal, s.duration_s, seed=s.index) for s in plan.segments]
+    write_audio(tmp_path / "recording.wav", np.concatenate(clips), SR)
+    events = [{"type": "session_started", "data": {"session_id": "x", "plan": plan.to_dict()}, "time": 0.0}]
+    events += [
+        {
+            "type": "segment_started",
+            "data": {
+                "index": s.index,
+                "valence": s.valence,
+                "arousal": s.arousal,
+                "emotion": s.emotion,
+                "mood": s.mood,
+                "prompt": s.prompt,
+                "start_s": s.start_s,
+            },
+            "time": 1.0 + s.start_s,
+        }
+        for s in plan.segments
+    ]
+    events.append({"type": "buffer_level", "data": {"seconds": 3.0, "target_seconds": 8.0}, "time": 2.0})
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    run = load_run(tmp_path)
+    assert run.kind == "daemon"
+    assert [c.start_s for c in run.clips] == [s.start_s for s in plan.segments]
+    assert run.clips[1].audio.shape[0] == clips[1].shape[0]
+    metrics = evaluate_run(tmp_path)
+    assert metrics["run"]["kind"] == "daemon"
+    assert metrics["speed"]["real_time_factor"] is None
+    assert metrics["adherence"]["end_quadrant_planned"] == "+V+A"
+
+
+def test_evaluate_and_compare_commands(synthetic_run, tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["evaluate", str(synthetic_run), "--out", str(first)]) == 0
+    assert main(["evaluate", str(synthetic_run), "--out", str(second), "--top-k", "3"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(first), str(second), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    a = json.loads((first / "metrics.json").read_text())["table"]
+    b = json.loads((second / "metrics.json").read_text())["table"]
+    assert float(rows[1]["hamming"]) == pytest.approx(b["hamming"])
+    expected = 100 * (b["hamming"] - a["hamming"]) / a["hamming"]
+    assert float(rows[1]["hamming_change_pct"]) == pytest.approx(expected)
+    assert rows[0]["hamming_change_pct"] == "0.0"
+    assert main(["compare", str(first), str(second)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].startswith("| run | CLAP | AUPRC | Hamming")
+    assert f"({expected:+.1f}%)" in table
+
+
+def test_percent_change():
+    assert percent_change(12.0, 10.0) == pytest.approx(20.0)
+    assert percent_change(8.0, -10.0) == pytest.approx(180.0)
+    assert percent_change(None, 10.0) is None
+    assert percent_change(1.0, 0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "/nonexistent/run"], "does not exist"),
+        (
+            ["evaluate", "{run}", "--clap", "/nonexistent/clap"],
+            "huggingface-cli download laion/larger_clap_music",
+        ),
+        (["evaluate", "{run}", "--mer", "nonsense"], "unknown --mer backend"),
+        (["evaluate", "{run}", "--mer", "essentia"], "essentia:PATH"),
+        (["evaluate", "{run}", "--mer", "essentia:/nonexistent"], "discogs-effnet-bs64-1.pb"),
+        (["evaluate", "{run}", "--mer", "clap"], "--clap"),
+        (["compare", "{empty}"], "no metrics.json"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message, synthetic_run, tmp_path, capsys):
+    args = [a.format(run=synthetic_run, empty=tmp_path) for a in args]
+    before = sorted(p.name for p in synthetic_run.iterdir())
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert message in err
+    assert sorted(p.name for p in synthetic_run.iterdir()) == before
+
+
+def test_unfinished_render_is_refused(synthetic_run, tmp_path, capsys):
+    folder = tmp_path / "partial"
+    folder.mkdir()
+    (folder / "plan.json").write_text((synthetic_run / "plan.json").read_text())
+    assert main(["evaluate", str(folder)]) == 2
+    assert "session.wav" in capsys.readouterr().err
+    audio, sr = read_audio(synthetic_run / "session.wav")
+    write_audio(folder / "session.wav", audio, sr)
+    assert main(["evaluate", str(folder)]) == 2
+    assert "clip file" in capsys.readouterr().err
