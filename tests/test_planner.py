@@ -71,6 +71,21 @@ def test_arc_keeps_away_from_the_neutral_centre_where_the_line_crosses_it():
     assert min(s.arousal for s in arc.segments) < -0.5
 
 
+polar = st.tuples(st.floats(0.5, 1.0), st.floats(-math.pi, math.pi)).map(
+    lambda rt: VA(rt[0] * math.cos(rt[1]), rt[0] * math.sin(rt[1]))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(polar, polar)
+def test_arc_between_intense_states_keeps_their_intensity(start, target):
+    # Radius interpolation: between two states outside the minimum radius (0.5) the arc never comes
+    # closer to the neutral centre than the less intense of them, whatever the turn.
+    plan = plan_session(start, target, PlanSettings(minutes=6, path="arc"))
+    floor = min(math.hypot(start.valence, start.arousal), math.hypot(target.valence, target.arousal))
+    assert min(math.hypot(s.valence, s.arousal) for s in plan.segments) >= floor - 1e-9
+
+
 def test_short_sessions_keep_a_transition_clip():
     plan = plan_session("sad", "happy", PlanSettings(minutes=1.5))  # 3 clips, phases of 2 + 2 do not fit
     sad, happy = resolve_state("sad")[0], resolve_state("happy")[0]
