@@ -75,7 +75,9 @@ def test_tag_map_cleanup_is_applied(tmp_path):
     header = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\n"
     (tmp_path / "autotagging_moodtheme.tsv").write_text(header + "t1\ta\tb\tp\t1.0\tmood/theme---sadness\r\n")
     (tmp_path / "autotagging_instrument.tsv").write_text(
-        header + "t1\ta\tb\tp\t1.0\tinstrument---synth\tinstrument---synthesizer\r\n"
+        header
+        + "t1\ta\tb\tp\t1.0\tinstrument---synth\tinstrument---synthesizer\r\n"
+        + "t1\ta\tb\tp\t1.0\tinstrument---synth\r\n"  # the same track again
     )
     (tmp_path / "autotagging_genre.tsv").write_text(header + "t1\ta\tb\tp\t1.0\tgenre---ambiente\r\n")
     (tmp_path / "tag_map.json").write_text(
@@ -88,7 +90,7 @@ def test_tag_map_cleanup_is_applied(tmp_path):
         )
     )
     stats = load_jamendo_statistics(tmp_path)
-    assert stats.instruments == {"sad": {"synthesizer": 1}}  # a tag and its variant count once
+    assert stats.instruments == {"sad": {"synthesizer": 1}}  # a tag, its variant and a repeat count once
     assert stats.genres == {"sad": {"ambient": 1}}
     assert stats.tracks == {"sad": 1}
 
@@ -123,3 +125,10 @@ def test_copy_of_the_folder_gives_the_same_counts(jamendo_dir, tmp_path, statist
         shutil.copy(jamendo_dir / name, tmp_path / name)
     copy = load_jamendo_statistics(tmp_path)
     assert copy.instruments == statistics.instruments and copy.genres == statistics.genres
+
+
+def test_a_file_without_the_dataset_header_is_refused(tmp_path):
+    for name in ("autotagging_moodtheme.tsv", "autotagging_instrument.tsv", "autotagging_genre.tsv"):
+        (tmp_path / name).write_text("id,tags\n1,sad\n")
+    with pytest.raises(StatisticsError, match="header"):
+        load_jamendo_statistics(tmp_path)

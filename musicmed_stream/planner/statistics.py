@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,9 +71,13 @@ def _counts_for(table: Counts, mood: str) -> dict[str, int]:
     return dict(total)
 
 
-def _read_tags(path: Path, category: str, tag_map: Mapping[str, str]) -> Iterator[tuple[str, list[str]]]:
-    """Yield ``(track_id, tags)`` of one TSV, keeping only ``category---`` tags, clean-up applied."""
+def _tags_by_track(path: Path, category: str, tag_map: Mapping[str, str]) -> dict[str, set[str]]:
+    """``{track_id: tags}`` of one TSV: only ``category---`` tags, prefix stripped, clean-up applied.
+
+    Rows of the same track merge, so a track listed twice still counts once per tag.
+    """
     prefix = f"{category}---"
+    by_track: dict[str, set[str]] = {}
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = csv.reader(handle, delimiter="\t")
@@ -81,12 +85,14 @@ def _read_tags(path: Path, category: str, tag_map: Mapping[str, str]) -> Iterato
             if header is None or header[0] != "TRACK_ID":
                 raise StatisticsError(f"{path} does not start with the MTG-Jamendo header 'TRACK_ID ...'")
             for row in rows:
-                if len(row) <= TAGS_COLUMN:
-                    continue
                 tags = [t.strip()[len(prefix) :] for t in row[TAGS_COLUMN:] if t.strip().startswith(prefix)]
-                yield row[0], [tag_map.get(t, t) for t in tags]
+                if tags:
+                    by_track.setdefault(row[0], set()).update(tag_map.get(t, t) for t in tags)
     except OSError as exc:
         raise StatisticsError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise StatisticsError(f"{path} is not an MTG-Jamendo TSV file: {exc}") from exc
+    return by_track
 
 
 def _tag_maps(folder: Path) -> dict[str, dict[str, str]]:
@@ -108,9 +114,7 @@ def _load_cached(folder: str, stamps: tuple[tuple[int, int], ...]) -> TagStatist
         if not (root / name).is_file():
             raise StatisticsError(f"MTG-Jamendo metadata folder {root} lacks {name}")
     maps = _tag_maps(root)
-    moods = {}
-    for track, tags in _read_tags(root / MOOD_FILE, "mood/theme", maps.get("mood/theme", {})):
-        moods.setdefault(track, set()).update(tags)
+    moods = _tags_by_track(root / MOOD_FILE, "mood/theme", maps.get("mood/theme", {}))
     instruments: dict[str, Counter[str]] = {}
     genres: dict[str, Counter[str]] = {}
     joined: set[str] = set()
@@ -118,13 +122,12 @@ def _load_cached(folder: str, stamps: tuple[tuple[int, int], ...]) -> TagStatist
         ("instrument", instruments, INSTRUMENT_FILE),
         ("genre", genres, GENRE_FILE),
     ):
-        for track, tags in _read_tags(root / name, category, maps.get(category, {})):
-            if track not in moods or not tags:
+        for track, tags in _tags_by_track(root / name, category, maps.get(category, {})).items():
+            if track not in moods:
                 continue
             joined.add(track)
             for mood in moods[track]:
-                # A track listed twice or with a tag and its variant still counts once per tag.
-                table.setdefault(mood, Counter()).update(set(tags))
+                table.setdefault(mood, Counter()).update(tags)
     tracks = Counter(mood for track in joined for mood in moods[track])
     if not instruments and not genres:
         raise StatisticsError(f"no track in {root / MOOD_FILE} has instrument or genre tags")
