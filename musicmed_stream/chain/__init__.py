@@ -16,6 +16,7 @@ from musicmed_stream.chain.clip import (
     normalize_loudness,
     prepare_clip,
     resample,
+    sound_bounds,
     trim_silence,
 )
 from musicmed_stream.chain.config import ChainConfig
@@ -39,6 +40,7 @@ __all__ = [
     "prepare_clip",
     "process_session",
     "resample",
+    "sound_bounds",
     "trim_silence",
     "true_peak",
     "true_peak_dbtp",

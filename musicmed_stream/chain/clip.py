@@ -40,28 +40,33 @@ def as_frames(audio: np.ndarray) -> np.ndarray:
     return data
 
 
-def trim_silence(
+def sound_bounds(
     audio: np.ndarray, sample_rate: int, threshold_db: float = -50.0, window_ms: float = 10.0
-) -> np.ndarray:
-    """Cut leading and trailing silence.
+) -> tuple[int, int]:
+    """``(start, stop)`` frames of the sounding part of a clip; ``(0, 0)`` when all is silent.
 
     The clip is cut into windows of ``window_ms``; a window is sound when the RMS of its loudest
-    channel reaches ``threshold_db`` dBFS. The result runs from the first to the end of the last
-    sounding window; an all-silent clip gives zero frames.
+    channel reaches ``threshold_db`` dBFS. The bounds run from the first to the end of the last
+    sounding window.
     """
     data = as_frames(audio)
     window = max(1, round(sample_rate * window_ms / 1000.0))
     n_windows = -(-data.shape[0] // window)
-    if n_windows == 0:
-        return data.copy()
     padded = np.zeros((n_windows * window, data.shape[1]), dtype=np.float32)
     padded[: data.shape[0]] = data
     power = np.square(padded, dtype=np.float64).reshape(n_windows, window, -1).mean(axis=1).max(axis=1)
     loud = np.flatnonzero(power >= 10.0 ** (threshold_db / 10.0))
     if loud.size == 0:
-        return data[:0].copy()
-    start = int(loud[0]) * window
-    stop = min(data.shape[0], (int(loud[-1]) + 1) * window)
+        return 0, 0
+    return int(loud[0]) * window, min(data.shape[0], (int(loud[-1]) + 1) * window)
+
+
+def trim_silence(
+    audio: np.ndarray, sample_rate: int, threshold_db: float = -50.0, window_ms: float = 10.0
+) -> np.ndarray:
+    """Cut leading and trailing silence (see :func:`sound_bounds`); an all-silent clip gives zero frames."""
+    data = as_frames(audio)
+    start, stop = sound_bounds(data, sample_rate, threshold_db, window_ms)
     return data[start:stop].copy()
 
 

@@ -1,10 +1,65 @@
-"""``musicmed-stream render``: placeholder until its issue lands."""
+"""``musicmed-stream render``: a whole session to audio files, resumable."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from musicmed_stream.chain import ChainConfig
+from musicmed_stream.cli.common import add_plan_arguments, plan_from_args
+from musicmed_stream.engines.registry import ENGINE_NAMES, create_engine
+from musicmed_stream.render import FORMATS, render_session
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_from_args(args)
+    chain = ChainConfig()
+    musicgen = {k: v for k, v in (("model", args.model), ("adapter", args.adapter)) if v is not None}
+    engine = create_engine(
+        args.engine, builtin={"overlap_fraction": chain.crossfade_fraction}, musicgen=musicgen
+    )
+    arguments = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    result = render_session(
+        plan,
+        engine,
+        args.out,
+        chain,
+        audio_format=args.format,
+        force=args.force,
+        arguments=arguments,
+        key_extra={"musicgen": musicgen} if engine.name == "musicgen" else None,
+        progress=not args.quiet,
+    )
+    t = result.timings
+    print(
+        f"{result.files['session']}: {result.duration_s / 60:.2f} min, {len(plan.segments)} clips "
+        f"({result.clips_resumed} resumed), engine {engine.name}, {t['total']:.1f} s "
+        f"({result.realtime_factor:.1f}x real time), peak {result.peak_dbfs:.2f} dBFS",
+        file=sys.stdout,
+    )
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("render", help="(not yet implemented)")
-    parser.set_defaults(func=lambda args: print("render: not yet implemented") or 1)
+    parser = subparsers.add_parser(
+        "render",
+        help="render a whole session offline (audio, clips, MIDI, plan, path plot, report)",
+        description=(
+            "Render a session from one emotional state to another into a folder. Re-running with the "
+            "same arguments continues an interrupted render from its finished clips."
+        ),
+    )
+    add_plan_arguments(parser)
+    group = parser.add_argument_group("render")
+    group.add_argument(
+        "--engine", choices=ENGINE_NAMES, default="builtin", help="clip engine (default builtin)"
+    )
+    group.add_argument("--model", help="MusicGen model id or folder (engine musicgen/auto)")
+    group.add_argument("--adapter", help="LoRA adapter folder (engine musicgen/auto)")
+    group.add_argument("--out", default="out", metavar="DIR", help="output folder (default ./out)")
+    group.add_argument("--format", choices=FORMATS, default="wav", help="session file format (default wav)")
+    group.add_argument(
+        "--force", action="store_true", help="replace a render made with other arguments in --out"
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)

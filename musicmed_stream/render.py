@@ -1,0 +1,494 @@
+"""Offline render of a whole session: plan -> engine clip by clip -> audio chain -> files.
+
+The render goes through the same chain objects as the daemon (:func:`prepare_clip`,
+:class:`~musicmed_stream.chain.SessionMixer`). Every finished clip is saved atomically with its
+engine state and recorded in ``manifest.json`` together with the arguments it was made with, so
+an interrupted render continues from the finished clips when re-run and ends with the same bytes
+as an uninterrupted one. The session files are written last; the manifest's ``complete`` flag
+says the folder holds a finished render.
+
+Folder layout::
+
+    session.wav|flac   the finished session (24-bit PCM)
+    clips/clip_000.wav raw engine output (32-bit float, exact), clips/clip_000.json its state
+    plan.json  session.mid  path.png  report.md  render.json  manifest.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from musicmed_stream.audio_io import read_audio, write_audio, write_text_atomic
+from musicmed_stream.chain import (
+    ChainConfig,
+    SessionMixer,
+    as_frames,
+    conditioning_tail,
+    prepare_clip,
+    resample,
+    sound_bounds,
+)
+from musicmed_stream.engines.base import Clip, Continuation, Engine, clip_seed
+from musicmed_stream.errors import AudioError, MusicMedError
+from musicmed_stream.planner.types import Plan
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+FORMATS = ("wav", "flac")
+SESSION_SUBTYPE = "PCM_24"
+CLIP_SUBTYPE = "FLOAT"  # lossless for the engine's float32 output: a resumed clip is bit-identical
+
+
+class RenderError(MusicMedError):
+    """An output folder that cannot be used, or engine output that cannot be rendered."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One finished clip, as generated or as read back from the folder."""
+
+    index: int
+    audio: np.ndarray
+    sample_rate: int
+    state: dict[str, Any]
+    notes: list[dict[str, Any]]
+    info: dict[str, Any]
+    generation_s: float
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What :func:`render_session` produced.
+
+    Attributes
+    ----------
+    out_dir : Path
+    files : dict of str to Path
+        ``session``, ``plan``, ``midi``, ``path_plot``, ``report``, ``render``, ``manifest``.
+    duration_s : float
+        Length of the session audio.
+    sample_rate, channels : int
+    clips_generated, clips_resumed : int
+        Clips made in this run and clips taken over from an earlier, interrupted run.
+    timings : dict of str to float
+        Wall seconds: ``generate`` (engine), ``chain``, ``write``, ``total``.
+    realtime_factor : float
+        Session duration over total wall time.
+    peak_dbfs : float
+        Largest sample of the session, dBFS.
+    """
+
+    out_dir: Path
+    files: dict[str, Path]
+    duration_s: float
+    sample_rate: int
+    channels: int
+    clips_generated: int
+    clips_resumed: int
+    timings: dict[str, float] = field(default_factory=dict)
+    realtime_factor: float = 0.0
+    peak_dbfs: float = -math.inf
+
+
+def render_key(
+    plan: Plan, engine: Engine, chain_config: ChainConfig, audio_format: str, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Everything the clips and the session depend on; a folder holds renders of one key only."""
+    plan_dict = plan.to_dict()
+    plan_dict.pop("meta", None)  # provenance notes; the segments carry all that shapes the audio
+    return {
+        "plan": plan_dict,
+        "engine": engine.name,
+        "engine_sample_rate": int(engine.sample_rate),
+        "engine_channels": int(engine.channels),
+        "chain": chain_config.to_dict(),
+        "format": audio_format,
+        "extra": extra or {},
+    }
+
+
+def render_session(
+    plan: Plan,
+    engine: Engine,
+    out_dir: str | Path,
+    chain_config: ChainConfig | None = None,
+    *,
+    audio_format: str = "wav",
+    sample_rate: int | None = None,
+    force: bool = False,
+    arguments: dict[str, Any] | None = None,
+    key_extra: dict[str, Any] | None = None,
+    progress: bool = False,
+    block_frames: int = 4096,
+    on_clip: Callable[[ClipRecord], None] | None = None,
+) -> RenderResult:
+    """Render ``plan`` with ``engine`` into ``out_dir``, continuing an interrupted render there.
+
+    Parameters
+    ----------
+    plan : Plan
+    engine : Engine
+    out_dir : path-like
+        Created if missing. A folder holding another render (other plan, engine, chain settings or
+        ``key_extra``) or unrelated files is refused unless ``force``.
+    chain_config : ChainConfig, optional
+    audio_format : {"wav", "flac"}
+        Of the session file (clips are always 32-bit float WAV).
+    sample_rate : int, optional
+        Session rate; clips at another rate are resampled (soxr). Default: the engine's rate.
+    force : bool
+        Discard an earlier render in ``out_dir`` and start afresh.
+    arguments : dict, optional
+        Recorded in ``render.json`` (e.g. the command-line arguments).
+    key_extra : dict, optional
+        More inputs the audio depends on (e.g. the MusicGen model and adapter), part of the key.
+    progress : bool
+        Show a tqdm progress bar with ETA on stderr.
+    block_frames : int
+        Block size of the streaming stage (the output does not depend on it).
+    on_clip : callable, optional
+        Called with each :class:`ClipRecord` once it is saved (used to test interruptions).
+
+    Raises
+    ------
+    RenderError
+        For an unusable folder or malformed engine output.
+    MusicMedError
+        From the engine (e.g. missing weights) or on write errors (``AudioError``).
+    """
+    t_start = time.perf_counter()
+    chain_config = chain_config or ChainConfig()
+    if audio_format not in FORMATS:
+        raise RenderError(f"unknown format {audio_format!r}; choose one of {', '.join(FORMATS)}")
+    if not plan.segments:
+        raise RenderError("the plan has no segments")
+    out = Path(out_dir)
+    key = render_key(plan, engine, chain_config, audio_format, key_extra)
+    manifest = _open_folder(out, key, force)
+    rate = int(sample_rate or engine.sample_rate)
+    channels = int(engine.channels)
+
+    paths = _output_paths(out, audio_format)
+    write_text_atomic(paths["plan"], plan.to_json() + "\n")
+    mixer = SessionMixer(rate, channels, chain_config, block_frames)
+    blocks: list[np.ndarray] = []
+    records: list[ClipRecord] = []
+    midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
+    timings = {"generate": 0.0, "chain": 0.0, "write": 0.0}
+    previous: Continuation | None = None
+    regenerate = False  # once one clip is made afresh, every later clip is made afresh too
+    bar = tqdm(total=len(plan.segments), unit="clip", file=sys.stderr, disable=not progress, desc="render")
+    try:
+        for segment in plan.segments:
+            record = None if regenerate else _load_clip(out, manifest, segment.index)
+            if record is None:
+                regenerate = True
+                t0 = time.perf_counter()
+                clip = engine.generate(segment, previous, seed=clip_seed(plan.settings.seed, segment.index))
+                elapsed = time.perf_counter() - t0
+                timings["generate"] += elapsed
+                record = _check_clip(clip, segment.index, engine, elapsed)
+                t0 = time.perf_counter()
+                _save_clip(out, manifest, record)
+                timings["write"] += time.perf_counter() - t0
+            records.append(record)
+            if on_clip is not None:
+                on_clip(record)
+            t0 = time.perf_counter()
+            previous = Continuation(
+                tail=conditioning_tail(record.audio, record.sample_rate, chain_config),
+                sample_rate=record.sample_rate,
+                state=record.state,
+            )
+            audio = resample(record.audio, record.sample_rate, rate)
+            start, _ = (
+                sound_bounds(audio, rate, chain_config.trim_threshold_db, chain_config.trim_window_ms)
+                if chain_config.trim_silence
+                else (0, 0)
+            )
+            blocks += mixer.push(prepare_clip(audio, rate, chain_config))
+            midi_parts.append(((mixer.crossfader.clip_starts[-1] - start) / rate, record.notes))
+            timings["chain"] += time.perf_counter() - t0
+            bar.set_postfix_str(f"{segment.emotion} ({'resumed' if record.resumed else 'generated'})")
+            bar.update(1)
+    finally:
+        bar.close()
+
+    t0 = time.perf_counter()
+    blocks += mixer.close()
+    session = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, channels), np.float32)
+    timings["chain"] += time.perf_counter() - t0
+    if session.shape[0] == 0:
+        raise RenderError("the engine produced only silence; nothing to render")
+
+    t0 = time.perf_counter()
+    duration = session.shape[0] / rate
+    peak = float(np.abs(session).max())
+    peak_dbfs = 20.0 * math.log10(peak) if peak > 0 else -math.inf
+    _write_midi(paths["midi"], midi_parts, records)
+    _write_plot(paths["path_plot"], plan)
+    timings["write"] += time.perf_counter() - t0
+    resumed = sum(r.resumed for r in records)
+    timings["total"] = time.perf_counter() - t_start
+    summary = {
+        "arguments": arguments or {},
+        "engine": engine.name,
+        "sample_rate": rate,
+        "channels": channels,
+        "format": audio_format,
+        "chain": chain_config.to_dict(),
+        "clips": len(records),
+        "clips_generated": len(records) - resumed,
+        "clips_resumed": resumed,
+        "duration_s": duration,
+        "peak_dbfs": peak_dbfs,
+        "timings_s": timings,
+        "realtime_factor": duration / timings["total"] if timings["total"] > 0 else math.inf,
+        "generation_s": [r.generation_s for r in records],
+    }
+    write_text_atomic(paths["report"], format_report(plan, records, summary))
+    write_text_atomic(paths["render"], json.dumps(_jsonable(summary), indent=2) + "\n")
+    write_audio(paths["session"], session, rate, subtype=SESSION_SUBTYPE)  # last: the finished product
+    manifest["complete"] = True
+    _write_manifest(out, manifest)
+    timings["total"] = time.perf_counter() - t_start
+    return RenderResult(
+        out_dir=out,
+        files=paths,
+        duration_s=duration,
+        sample_rate=rate,
+        channels=channels,
+        clips_generated=len(records) - resumed,
+        clips_resumed=resumed,
+        timings=timings,
+        realtime_factor=summary["realtime_factor"],
+        peak_dbfs=peak_dbfs,
+    )
+
+
+def format_report(plan: Plan, records: list[ClipRecord], summary: dict[str, Any]) -> str:
+    """``report.md``: the session at a glance and one table row per segment."""
+    timings = summary["timings_s"]
+    lines = [
+        f"# Session: {plan.start_label or 'start'} -> {plan.target_label or 'target'}",
+        "",
+        f"- start (V, A): ({plan.start.valence:+.2f}, {plan.start.arousal:+.2f}); "
+        f"target: ({plan.target.valence:+.2f}, {plan.target.arousal:+.2f})",
+        f"- path {plan.settings.path}, {len(plan.segments)} clips of {plan.settings.clip_seconds:g} s, "
+        f"temperature {plan.settings.temperature:g}, seed {plan.settings.seed}",
+        f"- engine {summary['engine']}, {summary['sample_rate']} Hz, {summary['channels']} channel(s)",
+        f"- session {summary['duration_s']:.1f} s, peak {summary['peak_dbfs']:.2f} dBFS, "
+        f"target loudness {summary['chain']['target_lufs']:g} LUFS, "
+        f"ceiling {summary['chain']['ceiling_dbtp']:g} dBTP",
+        f"- wall time {timings['total']:.2f} s (engine {timings['generate']:.2f} s, chain "
+        f"{timings['chain']:.2f} s, files {timings['write']:.2f} s): "
+        f"{summary['realtime_factor']:.1f}x real time; {summary['clips_resumed']} clip(s) resumed",
+        "",
+        "| # | time | V | A | emotion | prompt | generation s |",
+        "|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for segment, record in zip(plan.segments, records, strict=True):
+        minutes, seconds = divmod(segment.start_s, 60)
+        lines.append(
+            f"| {segment.index} | {int(minutes)}:{seconds:04.1f} | {segment.valence:+.2f} | "
+            f"{segment.arousal:+.2f} | {segment.emotion} | {segment.prompt} | {record.generation_s:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- folder and manifest ----------------------------------------------------------------------
+
+
+def _output_paths(out: Path, audio_format: str) -> dict[str, Path]:
+    return {
+        "session": out / f"session.{audio_format}",
+        "plan": out / "plan.json",
+        "midi": out / "session.mid",
+        "path_plot": out / "path.png",
+        "report": out / "report.md",
+        "render": out / "render.json",
+        "manifest": out / MANIFEST,
+    }
+
+
+def _clip_paths(out: Path, index: int) -> tuple[Path, Path]:
+    return out / "clips" / f"clip_{index:03d}.wav", out / "clips" / f"clip_{index:03d}.json"
+
+
+def _open_folder(out: Path, key: dict[str, Any], force: bool) -> dict[str, Any]:
+    """Create or reopen ``out``; returns the manifest to continue (a fresh one if none fits)."""
+    if out.exists() and not out.is_dir():
+        raise RenderError(f"output path {out} exists and is not a folder")
+    try:
+        (out / "clips").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RenderError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
+    fresh = {"version": MANIFEST_VERSION, "key": key, "complete": False, "clips": {}}
+    manifest_path = out / MANIFEST
+    old: dict[str, Any] | None = None
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+    if not force:
+        if old is not None and old.get("version") == MANIFEST_VERSION and old.get("key") == _normal(key):
+            old["complete"] = False
+            _write_manifest(out, old)
+            return old
+        if old is not None:
+            old_key = old.get("key") if isinstance(old.get("key"), dict) else {}
+            differs = sorted(k for k, v in _normal(key).items() if v != old_key.get(k))
+            raise RenderError(
+                f"output folder {out} holds a render made with other arguments "
+                f"(differs in: {', '.join(differs) or 'manifest version'}); use --force to replace it "
+                "or choose another --out"
+            )
+        others = [p.name for p in out.iterdir() if p.name != "clips"] + [
+            f"clips/{p.name}" for p in (out / "clips").iterdir()
+        ]
+        if others:
+            raise RenderError(
+                f"output folder {out} is not empty and holds no render manifest ({others[0]}, ...); "
+                "use --force to render into it anyway or choose another --out"
+            )
+    elif old is not None:
+        for index in old.get("clips", {}):
+            for path in _clip_paths(out, int(index)):
+                path.unlink(missing_ok=True)
+    _write_manifest(out, fresh)
+    return fresh
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    write_text_atomic(out / MANIFEST, json.dumps(_jsonable(manifest), indent=1) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _save_clip(out: Path, manifest: dict[str, Any], record: ClipRecord) -> None:
+    """Write the clip and its state atomically, then record both in the manifest."""
+    audio_path, state_path = _clip_paths(out, record.index)
+    write_audio(audio_path, record.audio, record.sample_rate, subtype=CLIP_SUBTYPE)
+    meta = {
+        "index": record.index,
+        "sample_rate": record.sample_rate,
+        "frames": int(record.audio.shape[0]),
+        "generation_s": record.generation_s,
+        "state": record.state,
+        "notes": record.notes,
+        "info": record.info,
+    }
+    try:
+        write_text_atomic(state_path, json.dumps(_jsonable(meta)) + "\n")
+    except OSError as exc:
+        raise AudioError(f"cannot write {state_path}: {exc.strerror or exc}") from exc
+    manifest["clips"][str(record.index)] = {
+        "audio": audio_path.name,
+        "audio_sha256": _sha256(audio_path),
+        "state": state_path.name,
+        "state_sha256": _sha256(state_path),
+    }
+    _write_manifest(out, manifest)
+
+
+def _load_clip(out: Path, manifest: dict[str, Any], index: int) -> ClipRecord | None:
+    """The finished clip ``index`` from an earlier run, or None if it is missing or damaged."""
+    entry = manifest["clips"].get(str(index))
+    if entry is None:
+        return None
+    audio_path, state_path = _clip_paths(out, index)
+    try:
+        if _sha256(audio_path) != entry["audio_sha256"] or _sha256(state_path) != entry["state_sha256"]:
+            return None
+        audio, rate = read_audio(audio_path)
+        meta = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, AudioError):
+        return None
+    return ClipRecord(
+        index=index,
+        audio=audio,
+        sample_rate=rate,
+        state=meta.get("state", {}),
+        notes=meta.get("notes", []),
+        info=meta.get("info", {}),
+        generation_s=float(meta.get("generation_s", 0.0)),
+        resumed=True,
+    )
+
+
+def _check_clip(clip: Clip, index: int, engine: Engine, elapsed: float) -> ClipRecord:
+    """Validate engine output and make it JSON-safe; the state must survive a JSON round trip."""
+    try:
+        audio = as_frames(clip.audio)
+    except AudioError as exc:
+        raise RenderError(f"engine {engine.name} returned bad audio for clip {index}: {exc}") from exc
+    if audio.shape[0] == 0:
+        raise RenderError(f"engine {engine.name} returned an empty clip {index}")
+    if audio.shape[1] != engine.channels:
+        raise RenderError(
+            f"engine {engine.name} returned {audio.shape[1]} channels for clip {index}, "
+            f"declared {engine.channels}"
+        )
+    try:
+        state = json.loads(json.dumps(_jsonable(clip.state)))
+        notes = json.loads(json.dumps(_jsonable(clip.notes)))
+        info = json.loads(json.dumps(_jsonable(clip.info)))
+    except (TypeError, ValueError) as exc:
+        raise RenderError(f"engine {engine.name} returned a state that is not JSON: {exc}") from exc
+    return ClipRecord(index, audio, int(clip.sample_rate), state, notes, info, elapsed, resumed=False)
+
+
+def _normal(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, and so on)."""
+    return json.loads(json.dumps(_jsonable(value)))
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars and arrays become Python numbers and lists; inf becomes None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --- side files -------------------------------------------------------------------------------
+
+
+def _write_midi(
+    path: Path, parts: list[tuple[float, list[dict[str, Any]]]], records: list[ClipRecord]
+) -> None:
+    from musicmed_stream.engines.midi import write_session_midi
+
+    tempo = next((r.info.get("tempo_bpm") for r in records if r.info.get("tempo_bpm")), None)
+    write_session_midi(path, parts, tempo_bpm=tempo)
+
+
+def _write_plot(path: Path, plan: Plan) -> None:
+    from musicmed_stream.emotion.plot import plot_circumplex
+
+    title = f"Planned path: {plan.start_label or 'start'} -> {plan.target_label or 'target'}"
+    plot_circumplex([("planned", [s.va for s in plan.segments])], path, title=title)
