@@ -186,3 +186,23 @@ def test_unfinished_render_is_refused(synthetic_run, tmp_path, capsys):
     write_audio(folder / "session.wav", audio, sr)
     assert main(["evaluate", str(folder)]) == 2
     assert "clip file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("events.jsonl", '{"type": "segment_started", "data": {}}\nnot json\n', "cannot parse event log"),
+        ("events.jsonl", '{"type": "buffer_level", "data": {"seconds": 1}}\n', "no segment_started"),
+        ("events.jsonl", '{"type": "segment_started", "data": {"index": 0}}\n', "malformed segment_started"),
+        ("plan.json", '{"start": {"valence": 0}}', "is not a plan"),
+    ],
+)
+def test_malformed_run_files_are_one_clear_line(name, text, message, tmp_path, capsys):
+    write_audio(tmp_path / "recording.wav", music_for(0.0, 0.0, 2.0), SR)
+    write_audio(tmp_path / "session.wav", music_for(0.0, 0.0, 2.0), SR)
+    (tmp_path / name).write_text(text)
+    assert main(["evaluate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert message in err
+    assert not (tmp_path / "metrics.json").exists()

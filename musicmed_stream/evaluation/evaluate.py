@@ -76,9 +76,14 @@ def mood_tag_points() -> dict[str, VA]:
 
 
 def _recognition(
-    run: Run, options: EvaluationOptions, measured: list[VA], scorer: ClapScorer | None, windows: list | None
+    run: Run,
+    options: EvaluationOptions,
+    measured: list[VA],
+    scorer: ClapScorer | None,
+    windows: list | None,
+    essentia: backends.EssentiaMoodTheme | None,
 ) -> dict[str, Any]:
-    name, path = backends.parse_mer(options.mer)
+    name, _ = backends.parse_mer(options.mer)
     tag_points = mood_tag_points()
     tags = list(tag_points)
     unknown = sorted({c.mood for c in run.clips if c.mood not in tag_points})
@@ -89,13 +94,12 @@ def _recognition(
         }
     if name == "features":
         scores = backends.features_tag_scores(measured, tag_points)
-    elif name == "clap":
-        if scorer is None or windows is None:
-            raise ConfigError("--mer clap needs a CLAP model: pass --clap ID_OR_DIR")
+    elif name == "clap" and scorer is not None and windows is not None:
         scores = backends.clap_tag_scores(windows, backends.clap_text_embeddings(scorer, tags))
+    elif essentia is not None:
+        scores = np.stack([essentia.tag_scores(c.audio, c.sample_rate, tags) for c in run.clips])
     else:
-        model = backends.EssentiaMoodTheme(path or "")
-        scores = np.stack([model.tag_scores(c.audio, c.sample_rate, tags) for c in run.clips])
+        raise ConfigError(f"mood backend {options.mer!r} is not loaded")
     truth = recognition.one_hot([c.mood for c in run.clips], tags)
     predicted = recognition.predict(scores, top_k=options.top_k, threshold=options.threshold)
     return {
@@ -120,11 +124,15 @@ def evaluate_run(
     """
     if options.report_format not in REPORT_FORMATS:
         raise ConfigError(f"unknown report format {options.report_format!r}; choose md or html")
-    backends.parse_mer(options.mer)  # fail on a bad spec before any work
+    # Every input and model is checked before the (slow) analysis starts.
+    mer_name, mer_path = backends.parse_mer(options.mer)
+    if mer_name == "clap" and not options.clap:
+        raise ConfigError("--mer clap needs a CLAP model: pass --clap ID_OR_DIR")
     run = load_run(folder)
+    scorer = ClapScorer(options.clap) if options.clap else None
+    essentia = backends.EssentiaMoodTheme(mer_path or "") if mer_name == "essentia" else None
     out = Path(out_dir) if out_dir is not None else run.folder
     out.mkdir(parents=True, exist_ok=True)
-    scorer = ClapScorer(options.clap) if options.clap else None
 
     features = [extract_features(c.audio, c.sample_rate) for c in run.clips]
     measured = [estimate_va(f) for f in features]
@@ -159,7 +167,7 @@ def evaluate_run(
             "sd": float(np.std(clap_scores, ddof=1)) if len(clap_scores) > 1 else 0.0,
             "scores": clap_scores,
         },
-        "recognition": _recognition(run, options, measured, scorer, windows),
+        "recognition": _recognition(run, options, measured, scorer, windows, essentia),
         "adherence": path_adherence(planned, measured).to_dict(),
         "comfort": comfort.to_dict(),
         "speed": speed_metrics(run.render_info, audio_s),

@@ -87,7 +87,12 @@ def clip_offsets(durations_s: list[float], crossfade_fraction: float = 0.25) -> 
 
 def load_render(folder: Path) -> Run:
     """Load an offline render folder."""
-    plan = Plan.from_json((folder / "plan.json").read_text(encoding="utf-8"))
+    try:
+        plan = Plan.from_dict(_read_json(folder / "plan.json"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{folder / 'plan.json'} is not a plan: {exc!r}") from exc
+    if not plan.segments:
+        raise RunError(f"{folder / 'plan.json'} has no segments")
     session_path = _first_existing(folder, ("session.wav", "session.flac"))
     if session_path is None:
         raise RunError(f"{folder} has plan.json but no session.wav or session.flac (is the render finished?)")
@@ -148,8 +153,17 @@ def load_recording(folder: Path, events_path: Path) -> Run:
     started = [e.get("data", {}) for e in events if e["type"] == "segment_started"]
     if not started:
         raise RunError(f"event log {events_path} has no segment_started events")
-    plans = [e["data"]["plan"] for e in events if e["type"] in ("session_started", "plan_changed")]
-    plan = Plan.from_dict(plans[-1]) if plans else None
+    plans = [
+        e["data"]["plan"]
+        for e in events
+        if e["type"] in ("session_started", "plan_changed")
+        and isinstance(e.get("data"), dict)
+        and "plan" in e["data"]
+    ]
+    try:
+        plan = Plan.from_dict(plans[-1]) if plans else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"malformed plan in the event log {events_path}: {exc!r}") from exc
     total_s = session.shape[0] / sr
     clips = []
     try:
