@@ -153,7 +153,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
 
 
 def delayed_codes(net: Any, codes: Any) -> Any:
-    """MusicGen's delay-pattern sequence ``(B*K, frames+K)`` of codes ``(B, K, frames)``, start token first."""
+    """The delay-pattern sequence ``(B*K, frames+K)`` of codes ``(B, K, frames)``, start token first."""
     import torch
 
     b, k, frames = codes.shape
@@ -381,7 +381,8 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     )
     if not examples:
         raise ConfigError(
-            f"no usable training audio among {len(tracks)} tracks in {cfg.audio} (skipped: {skipped.to_dict()})"
+            f"no usable training audio among {len(tracks)} tracks in {cfg.audio} "
+            f"(skipped: {skipped.to_dict()})"
         )
     stats = label_statistics([e.track for e in examples], mapping)
     torch.manual_seed(cfg.seed)
@@ -397,12 +398,14 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     net, optimizer, scheduler = accelerator.prepare(net, optimizer, scheduler)
     model = accelerator.unwrap_model(net)
     tokenizer = processor.tokenizer
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    accelerator.register_save_state_pre_hook(_keep_trainable(trainable))
 
     step, start_epoch, start_batch = 0, 0, 0
     checkpoints = out / "checkpoints"
     latest = _latest_checkpoint(checkpoints) if cfg.resume else None
     if latest is not None:
-        accelerator.load_state(str(latest))
+        accelerator.load_state(str(latest), strict=False)
         state = json.loads((latest / STATE_FILE).read_text(encoding="utf-8"))
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
         log.info("resuming from %s (step %d)", latest, step)
@@ -427,14 +430,8 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
             # Text dropout drawn from (seed, epoch, batch): the same after a resume.
             rng = np.random.default_rng([cfg.seed, epoch, b, accelerator.process_index])
             with accelerator.accumulate(net):
-                batch = make_batch(
-                    model,
-                    tokenizer,
-                    [examples[i] for i in indices],
-                    cfg.text_dropout,
-                    rng,
-                    accelerator.device,
-                )
+                chosen = [examples[i] for i in indices]
+                batch = make_batch(model, tokenizer, chosen, cfg.text_dropout, rng, accelerator.device)
                 loss = net(**batch).loss
                 accelerator.backward(loss)
                 optimizer.step()
@@ -461,15 +458,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                 )
                 if scores is not None:
                     validation.append({"step": step} | scores)
-                    if writer is not None:
-                        writer.add_scalar("validation/auprc", scores["auprc"], step)
-                        writer.add_scalar("validation/hamming", scores["hamming"], step)
-                    log.info(
-                        "step %d validation: auprc %.3f hamming %.3f",
-                        step,
-                        scores["auprc"],
-                        scores["hamming"],
-                    )
+                    _log_validation(step, scores, writer)
             if step >= total_steps:
                 done = True
                 break
@@ -522,6 +511,24 @@ def _log_row(path: Path, row: dict[str, float], writer: Any) -> None:
     if writer is not None:
         writer.add_scalar("train/loss", row["loss"], row["step"])
         writer.add_scalar("train/lr", row["lr"], row["step"])
+
+
+def _log_validation(step: int, scores: dict[str, Any], writer: Any) -> None:
+    log.info("step %d validation: auprc %.3f hamming %.3f", step, scores["auprc"], scores["hamming"])
+    if writer is not None:
+        writer.add_scalar("validation/auprc", scores["auprc"], step)
+        writer.add_scalar("validation/hamming", scores["hamming"], step)
+
+
+def _keep_trainable(names: set[str]):
+    """A save-state hook: checkpoints hold the LoRA weights only, not the frozen base model."""
+
+    def hook(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
+        for state in weights:
+            for key in [k for k in state if k not in names]:
+                del state[key]
+
+    return hook
 
 
 def _checkpoint(accelerator: Any, folder: Path, step: int, epoch: int, batch: int) -> None:
