@@ -95,11 +95,17 @@ def test_daemon_recording_with_event_log(tmp_path):
         "tired", "energetic", PlanSettings(minutes=0.5, clip_seconds=10, match_clips=1, settle_clips=1)
     )
     clips = [music_for(s.valence, s.arousal, s.duration_s, seed=s.index) for s in plan.segments]
-    write_audio(tmp_path / "recording.wav", np.concatenate(clips), SR)
-    events = [{"type": "session_started", "data": {"session_id": "x", "plan": plan.to_dict()}, "time": 0.0}]
-    events += [
+    idle = np.zeros((int(1.5 * SR), 2), dtype=np.float32)  # the sink recorded silence before the session
+    write_audio(tmp_path / "musicmed-stream.wav", np.concatenate([idle, *clips]), SR)
+    # The log as `ctl follow --json` prints it: a reply line, then protocol event messages.
+    lines = [
+        {"subscribed": True},
+        {"type": "event", "event": "session_started", "data": {"plan": plan.to_dict()}},
+    ]
+    lines += [
         {
-            "type": "segment_started",
+            "type": "event",
+            "event": "segment_started",
             "data": {
                 "index": s.index,
                 "valence": s.valence,
@@ -113,16 +119,21 @@ def test_daemon_recording_with_event_log(tmp_path):
         }
         for s in plan.segments
     ]
-    events.append({"type": "buffer_level", "data": {"seconds": 3.0, "target_seconds": 8.0}, "time": 2.0})
-    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    lines.append({"type": "event", "event": "buffer_level", "data": {"seconds": 3.0}, "time": 2.0})
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
     run = load_run(tmp_path)
     assert run.kind == "daemon"
-    assert [c.start_s for c in run.clips] == [s.start_s for s in plan.segments]
-    assert run.clips[1].audio.shape[0] == clips[1].shape[0]
+    # The first clip's first sample is its first sound only to within the -50 dBFS threshold.
+    assert run.offset_s == pytest.approx(1.5, abs=0.01)
+    assert [c.start_s for c in run.clips] == pytest.approx([s.start_s for s in plan.segments])
+    assert run.session.shape[0] == pytest.approx(sum(c.shape[0] for c in clips), abs=0.01 * SR)
+    assert run.clips[1].audio.shape[0] == pytest.approx(clips[1].shape[0], abs=0.01 * SR)
     metrics = evaluate_run(tmp_path)
     assert metrics["run"]["kind"] == "daemon"
+    assert metrics["run"]["session_offset_s"] == pytest.approx(1.5, abs=0.01)
     assert metrics["speed"]["real_time_factor"] is None
     assert metrics["adherence"]["end_quadrant_planned"] == "+V+A"
+    assert metrics["comfort"]["silent_gaps"] == []  # the idle time before the session is not a gap
 
 
 def test_evaluate_and_compare_commands(synthetic_run, tmp_path, capsys):

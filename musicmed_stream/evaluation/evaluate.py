@@ -155,6 +155,7 @@ def evaluate_run(
             "kind": run.kind,
             "clips": len(run.clips),
             "duration_s": audio_s,
+            "session_offset_s": run.offset_s,
             "engine": _engine_name(run.render_info),
             "parameters": _find_number(run.render_info, ("parameters", "n_parameters")),
         },

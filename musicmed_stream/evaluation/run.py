@@ -3,11 +3,13 @@
 Render folder (``musicmed-stream render --out DIR``): ``plan.json``, ``clips/clip_000.wav``...,
 ``session.wav`` (or ``.flac``), ``render.json``.
 
-Daemon folder: one recording (``recording.wav``/``.flac``, or ``session.wav``/``.flac``) from the
-file sink and an event log ``events.jsonl`` (one ``Event`` as JSON per line:
-``{"type": ..., "data": {...}, "time": ...}``; a JSON array of them in ``events.json`` works
-too). ``segment_started`` events give each clip's planned point, mood, prompt and ``start_s``; a
-clip's audio runs from its ``start_s`` to the next one's.
+Daemon folder: one recording (``recording.wav``/``.flac``, ``musicmed-stream.wav``/``.flac`` (the
+file sink's default name) or ``session.wav``/``.flac``) and an event log ``events.jsonl`` (one
+``Event`` as JSON per line, ``{"type": ..., "data": {...}, "time": ...}``, or the lines
+``musicmed-stream ctl follow --json`` prints; a JSON array in ``events.json`` works too).
+``segment_started`` events give each clip's planned point, mood, prompt and ``start_s`` (session
+time); a clip's audio runs from its ``start_s`` to the next one's. The session's place in the
+recording is found from its first sound (:func:`session_offset`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ import numpy as np
 from musicmed_stream.audio_io import read_audio
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.planner.types import VA, Plan
+
+RECORDING_NAMES = (
+    "recording.wav",
+    "recording.flac",
+    "musicmed-stream.wav",
+    "musicmed-stream.flac",
+    "session.wav",
+    "session.flac",
+)
 
 
 class RunError(MusicMedError, ValueError):
@@ -58,6 +69,7 @@ class Run:
     sample_rate: int
     plan: Plan | None = None
     render_info: dict[str, Any] = field(default_factory=dict)
+    offset_s: float = 0.0
 
 
 def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -128,26 +140,62 @@ def load_render(folder: Path) -> Run:
     return Run("render", folder, clips, session, sr, plan, info if isinstance(info, dict) else {})
 
 
+def _event_type(entry: Any) -> str | None:
+    """The event type of a log entry: an ``Event`` (``{"type": "segment_started", ...}``) or a
+    control-protocol event message as ``ctl follow --json`` prints it (``{"type": "event",
+    "event": "segment_started", ...}``); ``None`` for other lines (command replies)."""
+    if not isinstance(entry, dict):
+        return None
+    kind = entry.get("event") if entry.get("type") == "event" else entry.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """Events from a JSON-lines log or a JSON array, as dicts with ``type`` and ``data``."""
+    """Events from a JSON-lines log or a JSON array, as dicts with ``type`` and ``data``.
+
+    Lines that are not events (e.g. the replies ``ctl`` prints before following) are skipped.
+    """
     text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix == ".json":
-            events = json.loads(text)
-        else:
-            events = [json.loads(line) for line in text.splitlines() if line.strip()]
+        entries = (
+            json.loads(text)
+            if path.suffix == ".json"
+            else [json.loads(x) for x in text.splitlines() if x.strip()]
+        )
     except ValueError as exc:
         raise RunError(f"cannot parse event log {path}: {exc}") from exc
-    if not isinstance(events, list) or not all(isinstance(e, dict) and "type" in e for e in events):
-        raise RunError(f"event log {path} must hold objects with a 'type' and 'data'")
+    if not isinstance(entries, list):
+        raise RunError(f"event log {path} must be a list of events")
+    events = []
+    for entry in entries:
+        kind = _event_type(entry)
+        if kind is not None and kind != "event":
+            data = entry.get("data")
+            events.append(
+                {"type": kind, "data": data if isinstance(data, dict) else {}, "time": entry.get("time")}
+            )
     return events
+
+
+def session_offset(
+    recording: np.ndarray, sample_rate: int, first_start_s: float, threshold_db: float = -50.0
+) -> float:
+    """Where the session begins in a recording that may start with the idle daemon's silence.
+
+    The first clip's audio has its leading silence trimmed by the chain, so the session's first
+    sound (above ``threshold_db`` dBFS, the chain's trim threshold) marks its ``first_start_s``.
+    """
+    loud = np.flatnonzero(np.max(np.abs(recording), axis=1) >= 10.0 ** (threshold_db / 20.0))
+    if loud.size == 0:
+        return 0.0
+    return max(float(loud[0]) / sample_rate - first_start_s, 0.0)
 
 
 def load_recording(folder: Path, events_path: Path) -> Run:
     """Load a daemon recording and its event log."""
-    recording = _first_existing(folder, ("recording.wav", "recording.flac", "session.wav", "session.flac"))
+    recording = _first_existing(folder, RECORDING_NAMES)
     if recording is None:
-        raise RunError(f"{folder} has an event log but no recording.wav/.flac or session.wav/.flac")
+        raise RunError(f"{folder} has an event log but no recording ({', '.join(RECORDING_NAMES)})")
     session, sr = read_audio(recording)
     events = read_events(events_path)
     started = [e.get("data", {}) for e in events if e["type"] == "segment_started"]
@@ -164,9 +212,12 @@ def load_recording(folder: Path, events_path: Path) -> Run:
         plan = Plan.from_dict(plans[-1]) if plans else None
     except (KeyError, TypeError, ValueError) as exc:
         raise RunError(f"malformed plan in the event log {events_path}: {exc!r}") from exc
-    total_s = session.shape[0] / sr
     clips = []
     try:
+        # From here on, times are session times: the recording before the session is dropped.
+        offset = session_offset(session, sr, float(started[0]["start_s"]))
+        session = session[round(offset * sr) :]
+        total_s = session.shape[0] / sr
         for i, data in enumerate(started):
             start = float(data["start_s"])
             end = float(started[i + 1]["start_s"]) if i + 1 < len(started) else total_s
@@ -189,7 +240,7 @@ def load_recording(folder: Path, events_path: Path) -> Run:
         raise RunError(f"malformed segment_started event in {events_path}: {exc!r}") from exc
     if not clips:
         raise RunError(f"no segment of {events_path} lies within the recording {recording}")
-    return Run("daemon", folder, tuple(clips), session, sr, plan, {})
+    return Run("daemon", folder, tuple(clips), session, sr, plan, {}, offset)
 
 
 def load_run(folder: str | Path) -> Run:
