@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyloudnorm
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from test_evaluation_support import SR, synth_music
 
 from musicmed_stream.evaluation import adherence, comfort, recognition
@@ -50,6 +53,25 @@ def test_hamming_score_counts_partial_overlap():
     predicted = np.array([[1, 0, 1, 0], [0, 0, 0, 0]])
     # clip 0: |{a}| / |{a, b, c}| = 1/3; clip 1: both empty = 1.
     assert recognition.hamming_score(truth, predicted) == pytest.approx((1 / 3 + 1) / 2)
+
+
+binary_rows = arrays(np.int8, st.tuples(st.integers(1, 6), st.just(5)), elements=st.integers(0, 1))
+
+
+@given(binary_rows, st.data())
+def test_hamming_score_is_one_exactly_for_a_perfect_prediction(truth, data):
+    predicted = data.draw(arrays(np.int8, truth.shape, elements=st.integers(0, 1)))
+    score = recognition.hamming_score(truth, predicted)
+    assert 0.0 <= score <= 1.0
+    assert (score == 1.0) == bool(np.array_equal(truth, predicted))
+
+
+@given(st.lists(st.integers(0, 4), min_size=2, max_size=8), st.data())
+def test_auprc_is_one_when_every_intended_tag_ranks_first(labels, data):
+    tags = ["t0", "t1", "t2", "t3", "t4"]
+    truth = recognition.one_hot([tags[i] for i in labels], tags)
+    noise = data.draw(arrays(np.float64, truth.shape, elements=st.floats(0, 0.5)))
+    assert recognition.auprc_macro(truth, truth + noise) == pytest.approx(1.0)
 
 
 def test_one_hot_rejects_unknown_labels():
@@ -98,6 +120,19 @@ def test_loudness_range_agrees_with_pyloudnorm_reference():
     ours = comfort.loudness_range(comfort.short_term_loudness(music, SR)[:, 1])
     reference = pyloudnorm.Meter(SR).loudness_range(music)
     assert ours == pytest.approx(reference, abs=0.7)
+
+
+@settings(max_examples=50)
+@given(
+    arrays(np.float64, st.integers(5, 60), elements=st.floats(-45, -10)),
+    st.floats(-10, 10),
+)
+def test_loudness_range_ignores_a_constant_gain(short_term, gain):
+    # Both gates and both percentiles move with the gain, so the range does not.
+    assert comfort.loudness_range(short_term + gain) == pytest.approx(
+        comfort.loudness_range(short_term), abs=1e-9
+    )
+    assert comfort.loudness_range(np.full(7, -23.0)) == 0.0
 
 
 def test_true_peak_finds_the_intersample_peak():
