@@ -87,10 +87,14 @@ def session_midi(
         name = "drums" if channel == DRUM_CHANNEL else f"program {part[1]}"
         track.append(mido.MetaMessage("track_name", name=name, time=0))
         events: list[tuple[int, int, mido.Message]] = []
-        if channel != DRUM_CHANNEL:
-            events.append((0, 0, mido.Message("program_change", channel=channel, program=part[1])))
+        program = mido.Message("program_change", channel=channel, program=part[1])
+        shared = sum(1 for c in channels.values() if c == channel) > 1
+        if channel != DRUM_CHANNEL and not shared:
+            events.append((0, 0, program))
         for on, off, pitch, velocity in _merge(parts[part]):
-            events.append((on, 2, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)))
+            if shared and channel != DRUM_CHANNEL:  # more programs than channels: switch per note
+                events.append((on, 2, program))
+            events.append((on, 3, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)))
             events.append((off, 1, mido.Message("note_off", channel=channel, note=pitch, velocity=0)))
         now = 0
         for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):

@@ -173,8 +173,12 @@ def _vibrato(loop: np.ndarray, sr: int, cents: float, rate_hz: float) -> np.ndar
 
 
 def _ensemble(partials: Partials, detunes_cents: tuple[float, ...]) -> Partials:
-    """Copies of ``partials`` detuned by ``detunes_cents`` (chorus/ensemble beating)."""
-    ratios = np.concatenate([partials.ratios * 2.0 ** (d / 1200.0) for d in detunes_cents])
+    """Copies of ``partials`` detuned by ``detunes_cents`` (chorus/ensemble beating).
+
+    The detune is applied linearly in frequency (exact to 0.01 cent at these sizes), so that
+    symmetric detunes round to symmetric FFT bins and the ensemble's mean pitch stays exact.
+    """
+    ratios = np.concatenate([partials.ratios * (1.0 + d * math.log(2.0) / 1200.0) for d in detunes_cents])
     amps = np.concatenate([partials.amps for _ in detunes_cents]) / math.sqrt(len(detunes_cents))
     return Partials(ratios, amps)
 
@@ -190,8 +194,8 @@ VOICES: dict[str, VoiceModel] = {
         VoiceModel("steel", "decay", 0.002, 0.15, gain=0.9),
         VoiceModel("eguitar", "decay", 0.002, 0.12, gain=0.85),
         VoiceModel("harp", "decay", 0.002, 0.3, gain=1.0),
-        VoiceModel("bass", "decay", 0.004, 0.08, gain=1.1),
-        VoiceModel("upright", "decay", 0.004, 0.1, gain=1.2),
+        VoiceModel("bass", "decay", 0.004, 0.08, gain=1.0),
+        VoiceModel("upright", "decay", 0.004, 0.1, gain=1.0),
         VoiceModel("bell", "decay", 0.001, 0.6, gain=0.7),
         VoiceModel("mallet", "decay", 0.001, 0.15, gain=0.9),
         VoiceModel("strings", "sustain", 0.25, 0.6, vibrato_cents=6.0, vibrato_hz=5.2, gain=0.55),
@@ -268,7 +272,7 @@ def _sustained_partials(voice: str, f0: float, sr: int) -> Partials:
         p = _harmonics(f0, sr, 1.0, {"strings": 3200.0, "violin": 4200.0, "cello": 2600.0}[voice], 1.5)
         body = _formants(freqs_of(p), (450.0, 1100.0, 2700.0), (350.0, 700.0, 1500.0))
         p = Partials(p.ratios, p.amps * body)
-        detune = {"strings": (-11.0, -4.0, 3.0, 10.0), "violin": (-2.0, 2.0), "cello": (-2.0, 2.0)}[voice]
+        detune = {"strings": (-10.0, -3.5, 3.5, 10.0), "violin": (-2.0, 2.0), "cello": (-2.0, 2.0)}[voice]
         return _ensemble(p, detune)
     if voice == "pad":
         p = _harmonics(f0, sr, 1.0, max(700.0, 3.0 * f0), 2.0)

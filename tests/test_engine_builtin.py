@@ -1,0 +1,215 @@
+"""The built-in engine: determinism, emotion-to-feature directions, continuity, robustness."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import librosa
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from musicmed_stream.engines.base import Clip, Continuation, Engine
+from musicmed_stream.engines.builtin import BuiltinEngine
+from musicmed_stream.engines.builtin.mapping import (
+    FALLBACK_INSTRUMENT,
+    INSTRUMENTS,
+    MINOR_MODES,
+    resolve_instrument,
+    resolve_style,
+)
+from musicmed_stream.errors import ConfigError, GenerationCancelled
+from musicmed_stream.planner.types import Segment
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def engine() -> BuiltinEngine:
+    return BuiltinEngine(sample_rate=SR)
+
+
+def seg(
+    valence: float = 0.3,
+    arousal: float = 0.0,
+    instrument: str = "piano",
+    genre: str = "classical",
+    duration: float = 6.0,
+    index: int = 0,
+) -> Segment:
+    return Segment(index, index * duration, duration, valence, arousal, "calm", "calm", instrument, genre)
+
+
+def follow(clip: Clip, sr: int = SR) -> Continuation:
+    return Continuation(clip.audio[-sr:], sr, clip.state)
+
+
+def rms_db(x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-12))
+
+
+def test_implements_engine_protocol(engine):
+    assert isinstance(engine, Engine)
+    assert (engine.name, engine.sample_rate, engine.channels) == ("builtin", SR, 2)
+    clip = engine.generate(seg(), None, seed=0)
+    assert clip.audio.dtype == np.float32
+    assert clip.audio.shape == (round(6.0 * SR), 2)
+    json.dumps(clip.state)  # the state travels as JSON between clips and across restarts
+
+
+def test_same_seed_and_state_is_bit_identical(engine):
+    first = engine.generate(seg(), None, seed=5)
+    again = BuiltinEngine(sample_rate=SR).generate(seg(), None, seed=5)
+    assert np.array_equal(first.audio, again.audio)
+    assert first.state == again.state and first.notes == again.notes
+    nxt = engine.generate(seg(index=1), follow(first), seed=6)
+    nxt_again = engine.generate(
+        seg(index=1), Continuation(np.zeros((0, 2), np.float32), SR, first.state), seed=6
+    )
+    assert np.array_equal(nxt.audio, nxt_again.audio)  # the tail audio does not steer the composer
+
+
+def test_different_seed_gives_different_music(engine):
+    a = engine.generate(seg(), None, seed=1)
+    b = engine.generate(seg(), None, seed=2)
+    assert [n["pitch"] for n in a.notes] != [n["pitch"] for n in b.notes]
+
+
+def onset_rate(clip: Clip) -> float:
+    mono = clip.audio.mean(axis=1)
+    onsets = librosa.onset.onset_detect(y=mono, sr=clip.sample_rate, units="time")
+    return len(onsets) / clip.duration_s
+
+
+def test_high_arousal_is_faster_denser_and_louder(engine):
+    calm = engine.generate(seg(0.4, -0.8, "piano", "pop", 8.0), None, seed=3)
+    excited = engine.generate(seg(0.4, 0.8, "piano", "pop", 8.0), None, seed=3)
+    assert excited.state["tempo"] > calm.state["tempo"] + 30
+    assert onset_rate(excited) > 1.5 * onset_rate(calm)
+    assert len(excited.notes) / excited.duration_s > 2 * len(calm.notes) / calm.duration_s
+    assert rms_db(excited.audio) > rms_db(calm.audio) + 3.0
+
+
+def test_valence_sets_mode_and_register(engine):
+    sad = engine.generate(seg(-0.8, -0.2), None, seed=4)
+    happy = engine.generate(seg(0.8, -0.2), None, seed=4)
+    assert sad.state["mode"] in MINOR_MODES
+    assert happy.state["mode"] in ("ionian", "lydian")
+
+    def lead_pitch(clip: Clip) -> float:
+        return float(np.mean([n["pitch"] for n in clip.notes if n["channel"] == 0]))
+
+    assert lead_pitch(happy) > lead_pitch(sad) + 4
+
+
+def test_continuation_keeps_key_and_tempo_close_and_starts_smoothly(engine):
+    first = engine.generate(seg(-0.5, -0.3, "piano", "classical", 8.0), None, seed=7)
+    second = engine.generate(seg(-0.3, -0.2, "strings", "classical", 8.0, 1), follow(first), seed=8)
+    assert second.state["tonic"] == first.state["tonic"]
+    assert 1 / 1.13 < second.state["tempo"] / first.state["tempo"] < 1.13
+    assert second.state["bar"] > first.state["bar"]
+    # No click at the start or end: the clip fades from and to silence within a few ms.
+    assert np.max(np.abs(second.audio[:2])) < 1e-3 and np.max(np.abs(second.audio[-2:])) < 1e-3
+    steps = np.max(np.abs(np.diff(second.audio[: SR // 20], axis=0)))
+    assert steps < 0.05
+
+
+def test_next_clip_replays_the_overlap_on_the_same_beat_grid(engine):
+    """The chain crossfades the last quarter of a clip with the first quarter of the next."""
+    first = engine.generate(seg(0.2, 0.0, "piano", "classical", 8.0), None, seed=9)
+    second = engine.generate(seg(0.2, 0.0, "piano", "classical", 8.0, 1), follow(first), seed=10)
+    overlap = round(0.25 * 8.0 * SR)
+    a = np.abs(librosa.stft(first.audio[-overlap:, 0], n_fft=2048))
+    b = np.abs(librosa.stft(second.audio[:overlap, 0], n_fft=2048))
+    frames = slice(8, -4)  # skip the reverb build-up and edge fades
+    corr = np.corrcoef(a[:, frames].ravel(), b[:, frames].ravel())[0, 1]
+    other = engine.generate(seg(0.2, 0.0, "piano", "classical", 8.0), None, seed=11)
+    c = np.abs(librosa.stft(other.audio[:overlap, 0], n_fft=2048))
+    unrelated = np.corrcoef(a[:, frames].ravel(), c[:, frames].ravel())[0, 1]
+    assert corr > 0.8 and corr > unrelated + 0.3
+    # Replayed notes are not listed twice for the session MIDI file.
+    assert all(n["start"] >= 0.25 * 8.0 - 1e-9 for n in second.notes)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    valence=st.floats(-1, 1),
+    arousal=st.floats(-1, 1),
+    genre=st.sampled_from(["ambient", "classical", "jazz", "rock", "electronic", "folk", "lounge", "hiphop"]),
+    seed=st.integers(0, 2**31 - 2),
+)
+def test_any_emotion_gives_clean_audio(engine, valence, arousal, genre, seed):
+    clip = engine.generate(seg(valence, arousal, "piano", genre, 5.0), None, seed=seed)
+    audio = clip.audio
+    assert np.all(np.isfinite(audio))
+    assert np.max(np.abs(audio)) <= 1.0
+    # No dead silence: every 1-s window (after the first reverb build-up) carries sound.
+    windows = audio[: (audio.shape[0] // SR) * SR].reshape(-1, SR, 2)
+    assert min(rms_db(w) for w in windows) > -55.0
+    for note in clip.notes:
+        assert 0 <= note["pitch"] <= 127 and 1 <= note["velocity"] <= 127
+        assert 0 <= note["start"] < 5.0 and note["end"] > note["start"]
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        *sorted(INSTRUMENTS),
+        "drums",
+        "drummachine",
+        "beat",
+        "percussion",
+        "bongo",
+        "synth pad",
+        "acoustic guitar",
+    ],
+)
+def test_every_instrument_renders(engine, tag):
+    clip = engine.generate(seg(0.2, -0.1, tag, "pop", 2.5), None, seed=1)
+    assert np.all(np.isfinite(clip.audio))
+    assert rms_db(clip.audio) > -45.0
+    _, instrument, _ = resolve_instrument(tag)
+    assert instrument.program in {n["program"] for n in clip.notes if n["channel"] == 0}
+
+
+def test_unknown_instrument_and_genre_map_to_close_fallbacks(engine):
+    assert resolve_instrument("theremin")[0] == FALLBACK_INSTRUMENT
+    assert resolve_instrument("acousticpiano")[0] == "piano"
+    assert resolve_instrument("femalevoice")[0] == "voice"
+    assert resolve_instrument("Electric Guitar")[0] == "electricguitar"
+    assert resolve_style("progressive metal").name == "rock"
+    assert resolve_style("deephouse").name == "electronic"
+    assert resolve_style("polka-core").name == "easylistening"
+    clip = engine.generate(seg(0.0, 0.0, "theremin", "polka-core", 2.0), None, seed=0)
+    assert rms_db(clip.audio) > -45.0
+
+
+def test_cancel_raises(engine):
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(GenerationCancelled):
+        engine.generate(seg(), None, seed=0, cancel=cancel)
+
+
+def test_bad_input_is_a_clear_error(engine):
+    with pytest.raises(ConfigError, match="valence"):
+        engine.generate(seg(valence=float("nan")), None, seed=0)
+    with pytest.raises(ConfigError, match="duration"):
+        engine.generate(seg(duration=0.0), None, seed=0)
+    good = engine.generate(seg(duration=2.0), None, seed=0)
+    broken = dict(good.state, mode="locrian-ish")
+    with pytest.raises(ConfigError, match="state"):
+        engine.generate(seg(duration=2.0), Continuation(good.audio, SR, broken), seed=0)
+    with pytest.raises(ConfigError, match="soundfont"):
+        BuiltinEngine(soundfont="/tmp/piano.sf2")
+    with pytest.raises(ConfigError, match="sample_rate"):
+        BuiltinEngine(sample_rate=100)
+
+
+def test_clip_after_another_engine_starts_fresh(engine):
+    musicgen_like = Continuation(np.zeros((SR, 2), np.float32), SR, {"prompt_audio_seconds": 10.0})
+    clip = engine.generate(seg(duration=2.0), musicgen_like, seed=0)
+    fresh = engine.generate(seg(duration=2.0), None, seed=0)
+    assert np.array_equal(clip.audio, fresh.audio)
