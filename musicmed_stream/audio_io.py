@@ -15,6 +15,13 @@ from musicmed_stream.errors import AudioError
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
 
 
+def _umask_mode() -> int:
+    """File mode a plain ``open()`` would give (mkstemp files are 0600, too strict for user outputs)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 ``(frames, channels)``.
 
@@ -52,6 +59,7 @@ def write_audio(
     os.close(fd)
     try:
         sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype or default_subtype)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         with contextlib.suppress(OSError):
@@ -67,6 +75,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
