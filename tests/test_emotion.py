@@ -205,3 +205,39 @@ def test_plot_writes_a_png_that_shows_the_paths(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert drawn.read_bytes() != empty.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.png", "paths.png"]  # no temporary left
+
+
+def test_the_vocabulary_refreshes_from_a_norms_csv(tmp_path):
+    from musicmed_stream.emotion.norms import main as refresh_main
+
+    norms = tmp_path / "Ratings_Warriner_et_al.csv"
+    norms.write_text(
+        ",Word,V.Mean.Sum,V.SD.Sum,A.Mean.Sum\n1,calm,7.0,1.0,1.5\n2,Sad,2.5,1.0,3.0\n3,zebra,6.0,1.0,4.0\n"
+    )
+    vocabulary = tmp_path / "emotions.json"
+    vocabulary.write_text(
+        json.dumps(
+            {
+                "emotions": [
+                    {"name": "calm", "valence": 0.1, "arousal": 0.1},
+                    {"name": "x", "valence": 0, "arousal": 0},
+                    {"name": "sad", "valence": 0, "arousal": 0},
+                ]
+            }
+        )
+    )
+    assert refresh_main([str(norms), "--vocabulary", str(vocabulary)]) == 0
+    emotions = {e.name: e for e in load_vocabulary(vocabulary)}
+    assert (emotions["calm"].valence, emotions["calm"].arousal) == (0.5, -0.875)  # (7-5)/4, (1.5-5)/4
+    assert (emotions["sad"].valence, emotions["sad"].arousal) == (-0.625, -0.5)
+    assert (emotions["x"].valence, emotions["x"].arousal) == (0, 0)  # not in the norms: unchanged
+    assert "checked against" in emotions["calm"].source
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Word,Valence\ncalm,7\n")
+    assert refresh_main([str(bad), "--vocabulary", str(vocabulary)]) == 2
+
+
+def test_checked_entries_say_so():
+    raw = json.loads(Path(__file__).parents[1].joinpath("musicmed_stream/data/emotions.json").read_text())
+    for entry in raw["emotions"]:
+        assert ("checked against" in entry["source"]) == entry["checked"]
