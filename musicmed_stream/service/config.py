@@ -374,6 +374,11 @@ def validate(config: Config) -> None:
             f"control.token is required when control.host ({config.control.host}) is not loopback; "
             "set it or MUSICMED_CONTROL_TOKEN"
         )
+    uses_file = config.sink.type == "file" or (
+        config.sink.type == "sounddevice" and config.sink.fallback == "file"
+    )
+    if uses_file and Path(config.sink.file).suffix.lower() not in (".wav", ".flac"):
+        raise ConfigError(f"sink.file must end in .wav or .flac, got {config.sink.file}")
     if config.sink.type not in ("sounddevice", "file", "null"):
         raise ConfigError(f"sink.type = {config.sink.type!r}; choose one of sounddevice, file, null")
 

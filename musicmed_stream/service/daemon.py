@@ -634,6 +634,7 @@ class Daemon:
             return
         session.current = tag
         segment: Segment = tag["segment"]
+        log.info("segment %d started: %s", segment.index, segment.prompt)
         self._emit(
             "segment_started",
             {
