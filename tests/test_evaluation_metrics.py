@@ -12,6 +12,7 @@ from test_evaluation_support import SR, synth_music
 
 from musicmed_stream.evaluation import adherence, comfort, recognition
 from musicmed_stream.evaluation.features import estimate_va, extract_features, key_correlations
+from musicmed_stream.evaluation.speed import speed_metrics
 from musicmed_stream.planner.types import VA
 
 # --- mood recognition -------------------------------------------------------------------------
@@ -239,3 +240,26 @@ def test_feature_estimate_ranks_fast_bright_major_above_slow_dark_minor():
     assert va_lively.arousal > va_gloomy.arousal
     assert va_lively.valence > va_gloomy.valence
     assert -1 <= va_gloomy.valence <= va_lively.valence <= 1
+
+
+# --- speed ------------------------------------------------------------------------------------
+
+
+def test_speed_from_a_render_log():
+    log = {
+        "duration_s": 900.0,
+        "timings_s": {"generate": 6.0, "chain": 3.0, "write": 1.0, "total": 10.0},
+        "realtime_factor": 90.0,
+        "generation_s": [2.0, 2.0, 2.0],
+        "clips_resumed": 0,
+    }
+    speed = speed_metrics(log, 899.0)
+    assert speed["basis"] == "total"
+    assert speed["real_time_factor"] == 90.0
+    assert speed["minutes_per_15min_session"] == pytest.approx(15 / 90)
+    assert speed["engine_real_time_factor"] == pytest.approx(900 / 6)
+    # A resumed render's wall time covers only part of the session: the engine's own seconds count.
+    resumed = speed_metrics(log | {"clips_resumed": 2}, 899.0)
+    assert resumed["basis"] == "engine"
+    assert resumed["minutes_per_15min_session"] == pytest.approx(15 / 150)
+    assert speed_metrics({}, 60.0)["minutes_per_15min_session"] is None

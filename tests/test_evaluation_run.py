@@ -51,6 +51,10 @@ def test_two_minute_builtin_session_end_to_end(tmp_path):
     assert 0 <= rec["auprc"] <= 1 and 0 <= rec["hamming"] <= 1
     assert metrics["clap"] is None
     assert metrics["adherence"]["start_quadrant_planned"] == "-V-A"
+    log = json.loads((folder / "render.json").read_text())
+    assert metrics["speed"]["real_time_factor"] == pytest.approx(log["realtime_factor"])
+    assert metrics["run"]["engine"] == "builtin"
+    assert metrics["table"]["parameters"] == 0
 
 
 def test_measured_path_follows_a_plan_made_of_matching_music(synthetic_run):
@@ -60,6 +64,8 @@ def test_measured_path_follows_a_plan_made_of_matching_music(synthetic_run):
     assert adherence["spearman_arousal"] > 0.7
     assert adherence["spearman_valence"] > 0.5
     assert metrics["speed"]["real_time_factor"] == pytest.approx(50.0)
+    assert metrics["speed"]["basis"] == "total"
+    assert metrics["speed"]["engine_real_time_factor"] == pytest.approx(100.0)
     assert metrics["speed"]["minutes_per_15min_session"] == pytest.approx(15 / 50)
     assert metrics["comfort"]["clicks_s"] == []
     assert metrics["comfort"]["silent_gaps"] == []

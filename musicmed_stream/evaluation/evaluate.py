@@ -18,7 +18,7 @@ from musicmed_stream.evaluation.clap import ClapScorer
 from musicmed_stream.evaluation.comfort import comfort_report
 from musicmed_stream.evaluation.features import estimate_va, extract_features
 from musicmed_stream.evaluation.run import Run, load_run
-from musicmed_stream.evaluation.speed import _find_number, speed_metrics
+from musicmed_stream.evaluation.speed import speed_metrics
 from musicmed_stream.planner.types import VA
 
 METRICS_FILE = "metrics.json"
@@ -157,7 +157,7 @@ def evaluate_run(
             "duration_s": audio_s,
             "session_offset_s": run.offset_s,
             "engine": _engine_name(run.render_info),
-            "parameters": _find_number(run.render_info, ("parameters", "n_parameters")),
+            "parameters": _engine_parameters(run.render_info),
         },
         "clap": None
         if clap_scores is None
@@ -201,6 +201,17 @@ def _engine_name(info: dict[str, Any]) -> str | None:
     if isinstance(engine, dict):
         return engine.get("name")
     return engine if isinstance(engine, str) else None
+
+
+def _engine_parameters(info: dict[str, Any]) -> int | None:
+    """Learned parameters of the generator: ``render.json``'s ``parameters`` (top level or under
+    ``engine``) when recorded; 0 for the built-in engine, a rule-based composer; else unknown."""
+    engine = info.get("engine")
+    for source in (info, engine if isinstance(engine, dict) else {}):
+        value = source.get("parameters")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0 if _engine_name(info) == "builtin" else None
 
 
 def table_row(metrics: dict[str, Any]) -> dict[str, Any]:

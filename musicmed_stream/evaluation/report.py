@@ -116,7 +116,11 @@ def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         ("clipped samples", _fmt(comfort["clipped_samples"])),
         ("silent gaps (>= 1 s)", _fmt(len(comfort["silent_gaps"]))),
         ("clicks (at crossfades)", f"{len(comfort['clicks_s'])} ({comfort['clicks_at_boundaries']})"),
-        ("real-time factor", _fmt(speed["real_time_factor"], 1)),
+        (
+            "real-time factor" + (f" ({speed['basis']})" if speed.get("basis") else ""),
+            _fmt(speed["real_time_factor"], 1),
+        ),
+        ("engine real-time factor", _fmt(speed.get("engine_real_time_factor"), 1)),
         ("minutes per 15-min session", _fmt(speed["minutes_per_15min_session"], 2)),
     ]
     return rows
