@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,8 +34,9 @@ def state_index(state: Path) -> dict | None:
         return None
 
 
-def serve(tmp_path: Path, config: Path, log: Path, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICMED_")}
+def serve(tmp_path: Path, config: Path, log: Path, *extra: str, **env_extra: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSICMED_", "NOTIFY_", "WATCHDOG_"))}
+    env.update(env_extra)
     return subprocess.Popen(
         [sys.executable, "-m", "musicmed_stream", "serve", "--config", str(config), *extra],
         stdout=subprocess.DEVNULL,
@@ -83,8 +85,16 @@ def test_a_killed_daemon_resumes_the_session_at_the_segment_it_was_playing(tmp_p
     index, session_id = record["index"], record["session_id"]
 
     second_log = tmp_path / "second.log"
-    proc = serve(tmp_path, config, second_log)
+    notify_path = tmp_path / "notify.sock"
+    notify_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_socket.bind(str(notify_path))
+    notify_socket.settimeout(30)
+    proc = serve(tmp_path, config, second_log, NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000")
     try:
+        # systemd's protocol: READY=1 once serving, then WATCHDOG=1 every half watchdog period
+        messages = [notify_socket.recv(256).decode() for _ in range(3)]
+        assert messages[0] == "READY=1"
+        assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
         resumed = f"resuming session {session_id} at segment {index}"
         wait_for(lambda: resumed in second_log.read_text(), 60, "the resume message")
         wait_for(lambda: f"segment {index} started" in second_log.read_text(), 60, "the resumed segment")
@@ -106,6 +116,7 @@ def test_a_killed_daemon_resumes_the_session_at_the_segment_it_was_playing(tmp_p
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
+        notify_socket.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
