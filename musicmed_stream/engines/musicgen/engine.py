@@ -89,6 +89,8 @@ class MusicgenEngine:
     decode_impl : str
         ``static`` (static KV cache + CUDA graph per token, see ``fast.py``), ``hf``
         (``transformers`` ``generate``), or ``auto``: ``static`` on CUDA, ``hf`` elsewhere.
+    cuda_graph : bool
+        With ``static`` on CUDA, replay each token step as a CUDA graph.
     loaded : LoadedMusicgen, optional
         An already loaded model to share (then ``model``/``adapter``/``device``/``dtype`` are ignored).
     """
@@ -111,6 +113,7 @@ class MusicgenEngine:
         require_gpu: bool = False,
         merge_adapter: bool = True,
         decode_impl: str = "auto",
+        cuda_graph: bool = True,
         loaded: LoadedMusicgen | None = None,
     ) -> None:
         if int(top_k) < 0:
@@ -135,6 +138,7 @@ class MusicgenEngine:
         if decode_impl == "auto":
             decode_impl = "static" if self._mg.device.startswith("cuda") else "hf"
         self.decode_impl = decode_impl
+        self.cuda_graph = bool(cuda_graph)
         self._static: Any = None
         self.model_name = model
         self.sample_rate = self._mg.sample_rate
@@ -328,15 +332,21 @@ class MusicgenEngine:
         from musicmed_stream.engines.musicgen.streaming import StepWatcher
 
         watcher = StepWatcher(streamer=streamer, cancel=cancel)
-        audio = self._mg.model.generate(
-            **inputs,
-            do_sample=True,
-            top_k=self.top_k,
-            temperature=self.temperature,
-            guidance_scale=self.guidance_scale,
-            max_new_tokens=frames + self._mg.num_codebooks - 1,
-            stopping_criteria=StoppingCriteriaList([watcher]),
-        )
+        try:
+            audio = self._mg.model.generate(
+                **inputs,
+                do_sample=True,
+                top_k=self.top_k,
+                temperature=self.temperature,
+                guidance_scale=self.guidance_scale,
+                max_new_tokens=frames + self._mg.num_codebooks - 1,
+                stopping_criteria=StoppingCriteriaList([watcher]),
+            )
+        except RuntimeError:
+            # Stopped early, transformers cannot undo the delay pattern of a partial sequence.
+            if watcher.cancelled:
+                return np.zeros(0, dtype=np.float32), True
+            raise
         return audio[0, 0].float().cpu().numpy(), watcher.cancelled
 
     def _generate_static(
@@ -349,7 +359,8 @@ class MusicgenEngine:
         net = self._mg.model
         if self._static is None:
             sampling = SamplingConfig(self.top_k, self.temperature, self.guidance_scale)
-            self._static = StaticMusicgenDecoder(net, sampling)
+            graph = self.cuda_graph and self._mg.device.startswith("cuda")
+            self._static = StaticMusicgenDecoder(net, sampling, use_cuda_graph=graph)
         hidden = net.text_encoder(
             input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
         ).last_hidden_state
