@@ -55,6 +55,10 @@ class FakeController:
         self.calls: list[tuple[str, Any]] = []
         self.fail_next: BaseException | None = None
 
+    def names(self) -> str:
+        """The controller methods called so far, in order, space-separated."""
+        return " ".join(name for name, _ in self.calls)
+
     def _check(self, name: str, arg: Any = None) -> None:
         self.calls.append((name, arg))
         if self.fail_next is not None:
