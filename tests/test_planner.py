@@ -86,6 +86,21 @@ def test_arc_between_intense_states_keeps_their_intensity(start, target):
     assert min(math.hypot(s.valence, s.arousal) for s in plan.segments) >= floor - 1e-9
 
 
+def test_arc_from_near_the_centre_heads_out_along_the_targets_bearing():
+    start, target = VA(0.05, 0.1), VA(-0.8, -0.4)
+    arc = plan_session(start, target, PlanSettings(minutes=4, path="arc", match_clips=1, settle_clips=1))
+    bearing = math.atan2(target.arousal, target.valence)
+    for s in arc.segments[1:]:
+        assert math.atan2(s.arousal, s.valence) == pytest.approx(bearing)
+        assert math.hypot(s.valence, s.arousal) >= 0.5 - 1e-9
+    # Both states inside the minimum radius: nothing to go around, the arc is the line.
+    near = (VA(0.1, 0.2), VA(-0.2, -0.1))
+    line = plan_session(*near, PlanSettings(minutes=3, path="line"))
+    assert [s.va for s in plan_session(*near, PlanSettings(minutes=3, path="arc")).segments] == [
+        s.va for s in line.segments
+    ]
+
+
 def test_short_sessions_keep_a_transition_clip():
     plan = plan_session("sad", "happy", PlanSettings(minutes=1.5))  # 3 clips, phases of 2 + 2 do not fit
     sad, happy = resolve_state("sad")[0], resolve_state("happy")[0]

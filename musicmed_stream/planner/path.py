@@ -62,13 +62,15 @@ def arc_points(start: VA, target: VA, progress: np.ndarray, min_radius: float) -
     """Points on the polar arc from ``start`` to ``target`` at each progress value.
 
     Angle and radius are interpolated; between the ends the radius is held at ``min_radius`` or
-    more. A state at the exact centre takes the other end's angle.
+    more. A state inside ``min_radius`` takes the other end's angle: that close to the neutral
+    centre its own angle says little, and pushing outward along it could lead away from the
+    other end.
     """
     r0, theta0 = _polar(start)
     r1, theta1 = _polar(target)
-    if r0 == 0.0:
+    if r0 < min_radius:
         theta0 = theta1
-    if r1 == 0.0:
+    elif r1 < min_radius:
         theta1 = theta0
     turn = _wrapped_turn(theta0, theta1)
     radius = r0 + (r1 - r0) * progress
@@ -120,6 +122,8 @@ def path_points(
     b = np.array([target.valence, target.arousal])
     if shape == "line":
         points = a + (b - a) * progress[:, None]
+    elif shape == "arc" and max(math.hypot(*a), math.hypot(*b)) < min_radius:
+        points = a + (b - a) * progress[:, None]  # both near the centre: nothing to go around
     elif shape == "arc":
         points = np.clip(arc_points(start, target, progress, min_radius), -1.0, 1.0)
     else:
