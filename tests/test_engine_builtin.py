@@ -112,8 +112,9 @@ def test_continuation_keeps_key_and_tempo_close_and_starts_smoothly(engine):
     assert second.state["bar"] > first.state["bar"]
     # No click at the start or end: the clip fades from and to silence within a few ms.
     assert np.max(np.abs(second.audio[:2])) < 1e-3 and np.max(np.abs(second.audio[-2:])) < 1e-3
-    steps = np.max(np.abs(np.diff(second.audio[: SR // 20], axis=0)))
-    assert steps < 0.05
+    # The first 10 ms hold no step larger than the music's own sample-to-sample steps.
+    steps = np.abs(np.diff(second.audio, axis=0))
+    assert np.max(steps[: SR // 100]) <= np.quantile(steps, 0.999)
 
 
 def test_next_clip_replays_the_overlap_on_the_same_beat_grid(engine):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -136,9 +136,18 @@ class ComposerState:
     next_bar_s: float = 0.0
     carry: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def key(self) -> str:
+        return f"{PITCH_NAMES[self.tonic]} {self.mode}"
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(engine="builtin", version=STATE_VERSION, key=f"{PITCH_NAMES[self.tonic]} {self.mode}")
+        # Shallow copies suffice: every value is a number, a string or a list of those.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("progression", "voicing"):
+            data[name] = list(data[name])
+        data["motif"] = [list(cell) for cell in self.motif]
+        data["carry"] = [dict(n) for n in self.carry]
+        data.update(engine="builtin", version=STATE_VERSION, key=self.key)
         return data
 
     @classmethod
@@ -353,7 +362,7 @@ class Composer:
         inst = self.layers.lead
         st = self.state
         center = self.f.register
-        low, high = max(inst.low, center - 10), min(inst.high, center + 12)
+        low, high = max(inst.low, center - 8, 55), min(inst.high, center + 12)
         if high - low < 14:  # the register lies outside this instrument: use its own middle
             low, high = inst.low, inst.high
             center = (low + high) // 2
@@ -380,6 +389,10 @@ class Composer:
             self._add("lead", inst, start, t0 + end_beat * spb, pitch, velocity)
             st.melody = pitch
             return
+        if pos in (1, 5) and motif and motif[-1][1] >= 2.0:
+            # Diminution: the long closing note splits into two, stepping on.
+            on, dur, step = motif[-1]
+            motif = [*motif[:-1], [on, dur / 2, step], [on + dur / 2, dur / 2, step + 1]]
         self._cells(motif, t0, spb, classes, pos, low, high, center)
 
     def _cells(
@@ -397,7 +410,9 @@ class Composer:
         st = self.state
         inst = self.layers.lead
         scale = scale_pitches(st.tonic, st.mode, low - 12, high + 12)
-        anchor = nearest(classes, 0.65 * st.melody + 0.35 * center, low, high)
+        # Each period arches: the consequent (bars 5-7) climbs above the antecedent, cadences settle.
+        arch = (0, 2, 3, 0, 3, 5, 4, 0)[pos]
+        anchor = nearest(classes, 0.6 * st.melody + 0.4 * center + arch, low, high)
         base_index = int(np.argmin(np.abs(scale - anchor)))
         for onset, dur, step in cells:
             idx = int(np.clip(base_index + round(step), 0, scale.size - 1))
@@ -423,7 +438,7 @@ class Composer:
             if new_chord:
                 dur = bar_beats * self.style.bars_per_chord
                 for p in voicing:
-                    self._add("accomp", inst, t0, t0 + dur * spb * 0.98, p, vel - 4)
+                    self._add("accomp", inst, t0, t0 + dur * spb * 0.98, p, vel + 6)
             return
         if figure == "block":
             hits = (0.0, 2.0) if a < 0.55 else (0.0, 1.0, 2.0, 3.0)
@@ -622,7 +637,8 @@ class Composer:
         ext = self._extensions(degree, cadence)
         classes = chord_classes(st.tonic, st.mode, degree, ext, dominant)
         acc = self.layers.accomp
-        low = max(acc.low, 50 if self.style.accomp != "pad" else 52)
+        # Accompaniment sits below the melody: C3-F4, or around the lead for pads.
+        low = max(acc.low, 48 if self.style.accomp != "pad" else 52)
         voicing = (
             voice_chord(classes, st.voicing, low, low + 17) if new_chord or not st.voicing else st.voicing
         )
@@ -651,7 +667,7 @@ def initial_state(features: Features, seed: int, duration_s: float) -> ComposerS
 def continue_state(previous: ComposerState, features: Features, seed: int) -> ComposerState:
     """The next clip's starting state: gradual mode change, developed motif, rare modulation."""
     rng = np.random.default_rng([seed, 29])
-    state = ComposerState(**{k: v for k, v in asdict(previous).items()})
+    state = ComposerState.from_dict(previous.to_dict())
     state.mode = step_mode(previous.mode, features.mode)
     state.motif = develop_motif(rng, previous.motif or new_motif(rng, features.density), features.density)
     state.clip_count = previous.clip_count + 1

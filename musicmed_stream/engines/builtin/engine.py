@@ -37,8 +37,8 @@ from musicmed_stream.planner.types import Segment
 
 MAX_CLIP_SECONDS = 600.0
 LAYER_GAIN = {"lead": 0.9, "accomp": 0.42, "bass": 0.6, "pad": 0.3, "drums": 0.35}
-LAYER_PAN = {"lead": 0.05, "accomp": -0.3, "bass": 0.0, "pad": 0.25, "drums": 0.1}
-DRUM_PAN = {"hat": 0.35, "shaker": -0.3, "rim": 0.2}
+LAYER_PAN = {"lead": 0.05, "accomp": -0.3, "bass": 0.0, "pad": 0.25, "drums": 0.0, "perc": 0.35}
+PERC_VOICES = frozenset({"hat", "shaker", "rim", "brush"})  # the kit's high, off-centre pieces
 MASTER_GAIN = 0.5
 PEAK_CEILING = 10 ** (-1.0 / 20.0)  # -1 dBFS
 EDGE_FADE_S = 0.01
@@ -129,7 +129,7 @@ class BuiltinEngine:
         audio = render_notes(notes, self.sample_rate, round(duration * self.sample_rate), features, cancel)
         midi = [n.midi() for n in notes if lower <= n.start < duration]
         info = {
-            "key": f"{state.to_dict()['key']}",
+            "key": state.key,
             "tempo_bpm": round(state.tempo, 2),
             "instrument": inst_name,
             "voice": lead.voice,
@@ -210,7 +210,7 @@ def render_notes(
     Each layer is mixed mono, panned with constant power, then the whole mix goes through one
     pedalboard pass: a low-pass at the emotion's brightness and a reverb sized by arousal.
     """
-    buses = {name: np.zeros(frames, dtype=np.float32) for name in (*LAYER_GAIN, *DRUM_PAN)}
+    buses = {name: np.zeros(frames, dtype=np.float32) for name in LAYER_PAN}
     for i, note in enumerate(notes):
         if i % 64 == 0:
             _check_cancel(cancel)
@@ -220,7 +220,7 @@ def render_notes(
         gain = velocity_gain(note.velocity) * LAYER_GAIN[note.layer]
         if note.layer == "drums":
             sample = drum_sample(note.voice, sr)
-            bus = buses[note.voice if note.voice in DRUM_PAN else "drums"]
+            bus = buses["perc" if note.voice in PERC_VOICES else "drums"]
             lo, hi = max(0, -start), min(sample.shape[0], frames - start)
             if hi > lo:
                 bus[start + lo : start + hi] += gain * sample[lo:hi]
@@ -234,7 +234,7 @@ def render_notes(
     _check_cancel(cancel)
     mix = np.zeros((2, frames), dtype=np.float32)
     for name, bus in buses.items():
-        left, right = _pan(DRUM_PAN.get(name, LAYER_PAN.get(name, 0.0)))
+        left, right = _pan(LAYER_PAN[name])
         mix[0] += left * bus
         mix[1] += right * bus
     board = pedalboard.Pedalboard(

@@ -70,7 +70,7 @@ def features_for(valence: float, arousal: float, tempo_factor: float = 1.0) -> F
         tempo_bpm=min(135.0, max(50.0, (55.0 + 75.0 * a) * tempo_factor)),
         mode=mode_for(valence),
         tension=min(1.0, max(0.0, 0.65 * (1.0 - v) + 0.35 * a - 0.15)),
-        register=round(62 + 8 * valence + 3 * arousal),
+        register=round(67 + 6 * valence + 3 * arousal),
         velocity=round(48 + 44 * a),
         articulation=1.0 - 0.45 * a,
         density=0.5 * 2.0 ** (2.0 * a),
@@ -366,5 +366,5 @@ def resolve_style(genre: str) -> Style:
 
 
 def velocity_gain(velocity: float) -> float:
-    """Amplitude of a MIDI velocity (about 40 dB over the range, as on a piano)."""
-    return math.pow(max(1.0, min(127.0, velocity)) / 127.0, 2.0)
+    """Amplitude of a MIDI velocity (about 12 dB between pp and ff, as played, not as a piano's range)."""
+    return math.pow(max(1.0, min(127.0, velocity)) / 127.0, 1.6)

@@ -339,7 +339,7 @@ def build_template(voice: str, pitch: int, sr: int) -> Template:
         wave = _normalize(_loop(p.ratios, p.amps, f0, n, m, sr, rng))
         if model.breath > 0:
             center = {"flute": 2500.0, "choir": 1500.0}.get(voice, 2000.0)
-            wave = wave + model.breath * 3.0 * _noise_loop(f0, n, sr, center, 3000.0, rng) * 0.3
+            wave = wave + 0.3 * model.breath * _noise_loop(f0, n, sr, center, 1500.0, rng)
         if model.vibrato_cents > 0:
             wave = _vibrato(wave, sr, model.vibrato_cents, model.vibrato_hz)
         return Template((_normalize(wave) * model.gain).astype(np.float32), loop=True)
