@@ -70,11 +70,16 @@ def write_audio(
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write a text file atomically (temporary file + rename)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write a binary file (e.g. a PNG) atomically (temporary file + rename)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except OSError:

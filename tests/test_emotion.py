@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -205,6 +207,9 @@ def test_plot_writes_a_png_that_shows_the_paths(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert drawn.read_bytes() != empty.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.png", "paths.png"]  # no temporary left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(drawn.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_the_vocabulary_refreshes_from_a_norms_csv(tmp_path):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from musicmed_stream.audio_io import write_bytes_atomic
 from musicmed_stream.emotion.vocabulary import Emotion, load_vocabulary
 from musicmed_stream.planner.types import VA
 
@@ -83,14 +83,6 @@ def plot_circumplex(
         ax.legend(loc="lower left", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    out = Path(out_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        os.replace(tmp, out)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return out
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return write_bytes_atomic(out_path, buffer.getvalue())
