@@ -186,3 +186,11 @@ def test_console_script_entry_point(served: Served) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["state"] == "idle"
+
+
+def test_schema_subcommand_prints_the_committed_schema(capsys: Capture) -> None:
+    from musicmed_stream.control.schema import SCHEMA_DIR, schema_filename
+
+    assert main(["ctl", "schema"]) == 0
+    assert capsys.readouterr().out == (SCHEMA_DIR / schema_filename()).read_text(encoding="utf-8")
+    assert main(["ctl", "schema", "--check"]) == 0

@@ -35,6 +35,9 @@ def daemon_overrides(folder: Path, jamendo: Path, speed: float) -> dict[str, Any
         "service.warmup": False,
         "session.jamendo": str(jamendo),
         "playback.buffer_seconds": 8.0,
+        # A sped-up sink drains the ring faster than real time: keep more of it so that a busy
+        # test machine does not underrun (the default 0.25 s is 62 ms of wall time at 4x).
+        "playback.ring_seconds": 0.25 * max(speed, 1.0),
     }
 
 
