@@ -380,6 +380,8 @@ class MusicgenEngine:
             seed,
             cancel=cancel,
             on_columns=streamer.put if streamer is not None else None,
+            # Hand columns over at least once per streamed chunk (and check cancel as often).
+            columns_every=min(25, streamer.chunk) if streamer is not None else 25,
         )
         if cancelled:
             return np.zeros(0, dtype=np.float32), True
