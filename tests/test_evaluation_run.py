@@ -193,6 +193,23 @@ def test_bad_input_is_one_clear_line(args, message, synthetic_run, tmp_path, cap
     assert sorted(p.name for p in synthetic_run.iterdir()) == before
 
 
+def test_essentia_backend_without_the_library_says_so(synthetic_run, tmp_path, capsys):
+    try:
+        import essentia  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("essentia is installed here")
+    for name in ("discogs-effnet-bs64-1.pb", "mtg_jamendo_moodtheme-discogs-effnet-1.pb"):
+        (tmp_path / name).write_bytes(b"")
+    assert (
+        main(["evaluate", str(synthetic_run), "--mer", f"essentia:{tmp_path}", "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "essentia-tensorflow" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_unfinished_render_is_refused(synthetic_run, tmp_path, capsys):
     folder = tmp_path / "partial"
     folder.mkdir()
