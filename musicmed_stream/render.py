@@ -22,6 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ class RenderResult:
     clips_generated, clips_resumed : int
         Clips made in this run and clips taken over from an earlier, interrupted run.
     timings : dict of str to float
-        Wall seconds: ``generate`` (engine), ``chain``, ``write``, ``total``.
+        Wall seconds: ``generate`` (engine), ``chain`` (on its own thread, overlapping the
+        engine), ``write``, ``total``.
     realtime_factor : float
         Session duration over total wall time.
     peak_dbfs : float
@@ -187,10 +189,23 @@ def render_session(
     records: list[ClipRecord] = []
     midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
     timings = {"generate": 0.0, "chain": 0.0, "write": 0.0}
+
+    def feed(record: ClipRecord) -> None:
+        """Chain one clip (runs on the chain thread, in clip order, while the engine makes the next)."""
+        t0 = time.perf_counter()
+        audio = resample(record.audio, record.sample_rate, rate)
+        start = 0
+        if chain_config.trim_silence:
+            start, _ = sound_bounds(audio, rate, chain_config.trim_threshold_db, chain_config.trim_window_ms)
+        blocks.extend(mixer.push(prepare_clip(audio, rate, chain_config)))
+        midi_parts.append(((mixer.crossfader.clip_starts[-1] - start) / rate, record.notes))
+        timings["chain"] += time.perf_counter() - t0
+
     previous: Continuation | None = None
     regenerate = False  # once one clip is made afresh, every later clip is made afresh too
     bar = tqdm(total=len(plan.segments), unit="clip", file=sys.stderr, disable=not progress, desc="render")
-    try:
+    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain") as chain_thread:
+        chained: list[Future[None]] = []
         for segment in plan.segments:
             record = None if regenerate else _load_clip(out, manifest, segment.index)
             if record is None:
@@ -206,25 +221,19 @@ def render_session(
             records.append(record)
             if on_clip is not None:
                 on_clip(record)
-            t0 = time.perf_counter()
+            chained.append(chain_thread.submit(feed, record))
             previous = Continuation(
                 tail=conditioning_tail(record.audio, record.sample_rate, chain_config),
                 sample_rate=record.sample_rate,
                 state=record.state,
             )
-            audio = resample(record.audio, record.sample_rate, rate)
-            start, _ = (
-                sound_bounds(audio, rate, chain_config.trim_threshold_db, chain_config.trim_window_ms)
-                if chain_config.trim_silence
-                else (0, 0)
-            )
-            blocks += mixer.push(prepare_clip(audio, rate, chain_config))
-            midi_parts.append(((mixer.crossfader.clip_starts[-1] - start) / rate, record.notes))
-            timings["chain"] += time.perf_counter() - t0
+            for future in chained:  # a chain error stops the render at once
+                if future.done():
+                    future.result()
             bar.set_postfix_str(f"{segment.emotion} ({'resumed' if record.resumed else 'generated'})")
             bar.update(1)
-    finally:
-        bar.close()
+        for future in chained:
+            future.result()
 
     t0 = time.perf_counter()
     blocks += mixer.close()

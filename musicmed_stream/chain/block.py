@@ -142,12 +142,14 @@ class TruePeakLimiter:
         lo, hi = max(self._out, 0), self._out + n
         out = np.zeros((n, self.channels))
         if hi > lo:
-            frames = np.arange(lo, hi)
-            chunk = frames // _CHUNK - self._g0
-            g_a, g_b = self._gain[chunk], self._gain[chunk + 1]
-            gain = g_a + (g_b - g_a) * self._frac[frames % _CHUNK]
-            x = self._x[lo - self._x0 : hi - self._x0]
-            np.clip(x * gain[:, None], -self.ceiling, self.ceiling, out=out[lo - self._out :])
+            # Gains of the chunks [c_lo, c_hi), interpolated linearly towards the next chunk's.
+            c_lo, c_hi = lo // _CHUNK, (hi - 1) // _CHUNK + 1
+            g = self._gain[c_lo - self._g0 : c_hi + 1 - self._g0]
+            ramp = g[:-1, None] + (g[1:] - g[:-1])[:, None] * self._frac[None, :]
+            gain = ramp.reshape(-1)[lo - c_lo * _CHUNK : hi - c_lo * _CHUNK]
+            y = out[lo - self._out :]
+            np.multiply(self._x[lo - self._x0 : hi - self._x0], gain[:, None], out=y)
+            np.clip(y, -self.ceiling, self.ceiling, out=y)
         self._out = hi
         self._trim()
         return out

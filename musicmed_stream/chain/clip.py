@@ -109,7 +109,7 @@ def denoise(
     prop_decrease: float = 0.5,
     n_fft: int = 2048,
     n_std_thresh: float = 1.5,
-    freq_smooth_hz: float = 100.0,
+    freq_smooth_hz: float = 0.0,
     noise_quantile: float = 0.2,
 ) -> np.ndarray:
     """Spectral-gating noise reduction (noisereduce), channel by channel.
@@ -149,20 +149,24 @@ def denoise(
 
 
 def noise_reference(audio: np.ndarray, n_fft: int, quantile: float) -> np.ndarray:
-    """The quietest part of a clip, as a mono noise sample for the stationary gate.
+    """The quietest part of a clip, as a 1-D noise sample for the stationary gate.
 
-    The mono mix is cut into windows of four STFT frames; the quietest ``quantile`` of them (at
-    least two) are joined in time order. ``quantile=1`` gives the whole clip.
+    The clip is cut into windows of four STFT frames; the quietest ``quantile`` of them (at least
+    two, ranked by the power of all channels) are joined, channel after channel. Joining the
+    channels rather than averaging them keeps the per-channel noise level (averaging two
+    uncorrelated channels would halve the noise power and so lower the gate threshold).
+    ``quantile=1`` gives the whole clip.
     """
-    mono = as_frames(audio).mean(axis=1)
+    data = as_frames(audio)
     window = 4 * n_fft
-    n_windows = mono.size // window
+    n_windows = data.shape[0] // window
     if quantile >= 1.0 or n_windows <= 2:
-        return mono
-    power = np.square(mono[: n_windows * window], dtype=np.float64).reshape(n_windows, window).mean(axis=1)
+        return np.ascontiguousarray(data.T).reshape(-1)
+    windows = data[: n_windows * window].reshape(n_windows, window, data.shape[1])
+    power = np.square(windows, dtype=np.float64).mean(axis=(1, 2))
     count = max(2, math.ceil(quantile * n_windows))
     quietest = np.sort(np.argsort(power, kind="stable")[:count])
-    return mono[: n_windows * window].reshape(n_windows, window)[quietest].reshape(-1)
+    return np.ascontiguousarray(windows[quietest].transpose(2, 0, 1)).reshape(-1)
 
 
 def prepare_clip(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np.ndarray:

@@ -100,7 +100,7 @@ class ChainConfig:
     denoise_prop_decrease: float = 0.5
     denoise_n_fft: int = 2048
     denoise_n_std_thresh: float = 1.5
-    denoise_freq_smooth_hz: float = 100.0
+    denoise_freq_smooth_hz: float = 0.0
     denoise_noise_quantile: float = 0.2
     limiter: bool = True
     ceiling_dbtp: float = -1.0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from musicmed_stream.chain.block import BlockProcessor
-from musicmed_stream.chain.clip import as_frames, prepare_clip
+from musicmed_stream.chain.clip import prepare_clip
 from musicmed_stream.chain.config import ChainConfig
 from musicmed_stream.chain.crossfade import Crossfader
 from musicmed_stream.errors import AudioError
@@ -62,6 +63,7 @@ def process_session(
     sample_rate: int,
     config: ChainConfig | None = None,
     block_frames: int = 4096,
+    workers: int = 2,
 ) -> np.ndarray:
     """Run the whole chain over a sequence of raw clips: prepare, crossfade, high-pass, limit.
 
@@ -73,6 +75,9 @@ def process_session(
     config : ChainConfig, optional
     block_frames : int
         Block size of the streaming stage (the output does not depend on it).
+    workers : int
+        Threads preparing clips while the streaming stage runs (numpy/scipy release the GIL in
+        the heavy parts); the output does not depend on it.
 
     Returns
     -------
@@ -83,12 +88,12 @@ def process_session(
     mixer: SessionMixer | None = None
     blocks: list[np.ndarray] = []
     channels = 1
-    for clip in clips:
-        data = as_frames(clip)
-        if mixer is None:
-            channels = data.shape[1]
-            mixer = SessionMixer(sample_rate, channels, config, block_frames)
-        blocks += mixer.push(prepare_clip(data, sample_rate, config))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for prepared in pool.map(lambda clip: prepare_clip(clip, sample_rate, config), clips):
+            if mixer is None:
+                channels = prepared.shape[1]
+                mixer = SessionMixer(sample_rate, channels, config, block_frames)
+            blocks += mixer.push(prepared)
     if mixer is None:
         return np.zeros((0, channels), dtype=np.float32)
     blocks += mixer.close()
