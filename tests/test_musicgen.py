@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import torch
-from tiny_musicgen import save_tiny_musicgen
+from tiny_musicgen import one_torch_thread, save_tiny_musicgen
 
 from musicmed_stream.engines.base import Continuation, Engine, stream_clip
 from musicmed_stream.engines.musicgen import (
@@ -27,6 +27,11 @@ from musicmed_stream.planner.types import Segment
 
 SR = 32000
 HOP = 640
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

@@ -164,3 +164,14 @@ def save_tiny_musicgen(folder: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def one_torch_thread():
+    """Generator for a fixture: the toy model's tiny ops run fastest on one thread (and the
+    test machine is shared); the previous setting is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
