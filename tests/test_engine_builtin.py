@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 
 from musicmed_stream.engines.base import Clip, Continuation, Engine
 from musicmed_stream.engines.builtin import BuiltinEngine
+from musicmed_stream.engines.builtin.composer import Note, default_layers
+from musicmed_stream.engines.builtin.engine import revoice
 from musicmed_stream.engines.builtin.mapping import (
     FALLBACK_INSTRUMENT,
     INSTRUMENTS,
     MINOR_MODES,
+    features_for,
     resolve_instrument,
     resolve_style,
 )
@@ -214,3 +217,21 @@ def test_clip_after_another_engine_starts_fresh(engine):
     clip = engine.generate(seg(duration=2.0), musicgen_like, seed=0)
     fresh = engine.generate(seg(duration=2.0), None, seed=0)
     assert np.array_equal(clip.audio, fresh.audio)
+
+
+@pytest.mark.parametrize("rate", [8000, 48000])
+def test_other_sample_rates(rate):
+    clip = BuiltinEngine(sample_rate=rate).generate(seg(0.0, 0.9, "drums", "rock", 2.0), None, seed=0)
+    assert clip.audio.shape == (2 * rate, 2) and clip.sample_rate == rate
+    assert np.all(np.isfinite(clip.audio)) and rms_db(clip.audio) > -45.0
+
+
+def test_carried_notes_take_the_new_instrument():
+    piano = Note(0.5, 1.0, 50, 70, "lead", "piano", 0)
+    layers = default_layers(INSTRUMENTS["flute"], resolve_style("newage"), False, features_for(0.0, 0.0))
+    flute = revoice(piano, layers)
+    assert (flute.voice, flute.program) == ("flute", INSTRUMENTS["flute"].program)
+    assert INSTRUMENTS["flute"].low <= flute.pitch <= INSTRUMENTS["flute"].high
+    assert (flute.pitch - piano.pitch) % 12 == 0 and (flute.start, flute.end) == (piano.start, piano.end)
+    kick = Note(0.0, 0.1, 36, 90, "drums", "kick", 0)
+    assert revoice(kick, layers) == kick

@@ -19,6 +19,7 @@ from musicmed_stream.engines.base import Clip, Continuation
 from musicmed_stream.engines.builtin.composer import (
     Composer,
     ComposerState,
+    Layers,
     Note,
     continue_state,
     default_layers,
@@ -119,6 +120,7 @@ class BuiltinEngine:
             carry = [n.shifted(overlap) for n in map(_note_from_dict, prev.carry) if n.end + overlap > 0]
             start_s, tempo_start, lower = prev.next_bar_s + overlap, prev.tempo, overlap
         layers = default_layers(lead, style, percussive, features)
+        carry = [revoice(n, layers) for n in carry]
         arousal01 = min(1.0, max(0.0, (segment.arousal + 1.0) / 2.0))
         composer = Composer(features, style, layers, state, seed, duration, arousal01, cancel)
         new_notes, state = composer.compose(start_s, tempo_start)
@@ -137,6 +139,23 @@ class BuiltinEngine:
             "notes": len(notes),
         }
         return Clip(audio, self.sample_rate, segment.index, state.to_dict(), midi, info)
+
+
+def revoice(note: Note, layers: Layers) -> Note:
+    """A carried note played by this clip's instrument of its layer (octave-shifted into range).
+
+    While the chain crossfades, the previous clip's instrument fades out on the same notes as
+    this clip's instrument fades in: the timbre morphs instead of switching.
+    """
+    inst = getattr(layers, note.layer, None)
+    if inst is None:  # drums keep their kit piece
+        return note
+    pitch = note.pitch
+    while pitch < inst.low:
+        pitch += 12
+    while pitch > inst.high:
+        pitch -= 12
+    return Note(note.start, note.end, pitch, note.velocity, note.layer, inst.voice, inst.program)
 
 
 def _check_segment(segment: Segment) -> None:

@@ -467,7 +467,9 @@ def drum_sample(name: str, sr: int) -> np.ndarray:
     rng = np.random.default_rng(sum(map(ord, name)))
 
     def band_noise(lo: float, hi: float, seconds: float) -> np.ndarray:
-        sos = signal.butter(2, [lo, min(hi, 0.45 * sr)], "bandpass", fs=sr, output="sos")
+        hi = min(hi, 0.45 * sr)
+        lo = min(lo, 0.5 * hi)  # low sample rates: keep a band below Nyquist
+        sos = signal.butter(2, [lo, hi], "bandpass", fs=sr, output="sos")
         return signal.sosfilt(sos, rng.standard_normal(round(seconds * sr)))
 
     def env(seconds: float, tau: float, attack: float = 0.001) -> np.ndarray:
