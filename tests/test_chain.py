@@ -23,6 +23,7 @@ from musicmed_stream.chain import (
     prepare_clip,
     process_session,
     resample,
+    sound_bounds,
     trim_silence,
     true_peak_dbtp,
 )
@@ -311,3 +312,18 @@ def test_process_session_lengths_ceiling_and_loudness():
     assert abs(pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64)) - (-20.0)) < 1.0
     again = process_session(clips, SR, config, block_frames=777)
     np.testing.assert_array_equal(out, again)
+
+
+@FAST
+@given(
+    silence_before=st.integers(0, 3 * SR),
+    sound=st.integers(1, SR),
+    silence_after=st.integers(0, 3 * SR),
+)
+def test_sound_bounds_find_the_sound_within_one_window(silence_before, sound, silence_after):
+    clip = np.zeros((silence_before + sound + silence_after, 2), np.float32)
+    clip[silence_before : silence_before + sound] = 0.5  # well above -50 dBFS
+    window = round(SR * 0.01)
+    start, stop = sound_bounds(clip, SR, threshold_db=-50.0, window_ms=10.0)
+    assert start <= silence_before < start + window
+    assert stop - window < silence_before + sound <= stop

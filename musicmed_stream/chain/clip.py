@@ -47,18 +47,37 @@ def sound_bounds(
 
     The clip is cut into windows of ``window_ms``; a window is sound when the RMS of its loudest
     channel reaches ``threshold_db`` dBFS. The bounds run from the first to the end of the last
-    sounding window.
+    sounding window. Only the ends are scanned, about a second at a time, until sound is found.
     """
     data = as_frames(audio)
     window = max(1, round(sample_rate * window_ms / 1000.0))
     n_windows = -(-data.shape[0] // window)
-    padded = np.zeros((n_windows * window, data.shape[1]), dtype=np.float32)
-    padded[: data.shape[0]] = data
-    power = np.square(padded, dtype=np.float64).reshape(n_windows, window, -1).mean(axis=1).max(axis=1)
-    loud = np.flatnonzero(power >= 10.0 ** (threshold_db / 10.0))
-    if loud.size == 0:
+    threshold = 10.0 ** (threshold_db / 10.0)
+    step = max(1, round(sample_rate / window))
+
+    def loud(first: int, last: int) -> np.ndarray:
+        """Indices of the sounding windows among windows ``first`` to ``last - 1``."""
+        part = np.zeros(((last - first) * window, data.shape[1]), dtype=np.float32)
+        chunk = data[first * window : last * window]
+        part[: chunk.shape[0]] = chunk
+        power = np.square(part, dtype=np.float64).reshape(last - first, window, -1).mean(axis=1)
+        return first + np.flatnonzero(power.max(axis=1) >= threshold)
+
+    start = last = None
+    for first in range(0, n_windows, step):  # forwards to the first sounding window
+        found = loud(first, min(n_windows, first + step))
+        if found.size:
+            start = int(found[0])
+            break
+    if start is None:
         return 0, 0
-    return int(loud[0]) * window, min(data.shape[0], (int(loud[-1]) + 1) * window)
+    for stop in range(n_windows, start, -step):  # backwards to the last one
+        found = loud(max(start, stop - step), stop)
+        if found.size:
+            last = int(found[-1])
+            break
+    assert last is not None  # window ``start`` itself sounds
+    return start * window, min(data.shape[0], (last + 1) * window)
 
 
 def trim_silence(
