@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,8 +342,13 @@ def validation_pass(
 # -- the run -------------------------------------------------------------------------------
 
 
-def finetune(cfg: FinetuneConfig) -> FinetuneResult:
+def finetune(
+    cfg: FinetuneConfig, on_step: Callable[[dict[str, float]], None] | None = None
+) -> FinetuneResult:
     """Fine-tune LoRA adapters on the MusicGen decoder; see the module docstring.
+
+    ``on_step`` is called with each logged row (step, epoch, loss, lr, seconds) after the step's
+    checkpoint is written, e.g. for progress display.
 
     Raises
     ------
@@ -459,6 +465,8 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                 if scores is not None:
                     validation.append({"step": step} | scores)
                     _log_validation(step, scores, writer)
+            if on_step is not None:
+                on_step(row)
             if step >= total_steps:
                 done = True
                 break

@@ -117,9 +117,11 @@ class AdapterInfo:
     base_model : str
         The model the adapter was trained on.
     tag_mapping : dict
-        Mood tag -> ``{"emotion", "valence", "arousal"}`` used to build the training prompts.
+        The tag mapping used to build the training prompts, in the format of
+        ``musicmed_stream.emotion`` mapping files (``{"source", "tags": {tag: {"kind", "emotion"}}}``).
     label_stats : dict
-        Counts of tags, emotions, instruments and genres in the training split.
+        Counts in the training split: ``tracks`` and ``emotions`` per mood/emotion, and
+        ``instruments`` / ``genres`` as ``{mood: {tag: count}}``.
     prompt_format : str
         The prompt template (``"mood, emotion, instrument, genre"``).
     """
@@ -130,6 +132,28 @@ class AdapterInfo:
     label_stats: dict[str, Any] = field(default_factory=dict)
     prompt_format: str = "mood, emotion, instrument, genre"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def mapping(self) -> Any:
+        """The training tag mapping as a ``TagMapping`` (the built-in one if none was stored)."""
+        from musicmed_stream.emotion import load_tag_mapping, load_vocabulary, parse_tag_mapping
+
+        if not self.tag_mapping:
+            return load_tag_mapping()
+        return parse_tag_mapping(self.tag_mapping, str(self.path / ADAPTER_META), load_vocabulary())
+
+    def statistics(self) -> Any:
+        """The training label statistics as the planner's ``TagStatistics`` (``None`` if absent)."""
+        from musicmed_stream.planner.statistics import TagStatistics
+
+        stats = self.label_stats
+        if not stats.get("instruments") and not stats.get("genres"):
+            return None
+        return TagStatistics(
+            instruments={k: dict(v) for k, v in stats.get("instruments", {}).items()},
+            genres={k: dict(v) for k, v in stats.get("genres", {}).items()},
+            tracks=dict(stats.get("tracks", {})),
+            source=f"adapter {self.path}",
+        )
 
 
 def load_adapter_info(folder: str | os.PathLike[str]) -> AdapterInfo:
@@ -162,15 +186,11 @@ def load_adapter_info(folder: str | os.PathLike[str]) -> AdapterInfo:
     stats = meta.get("label_stats", {})
     if not isinstance(mapping, dict) or not isinstance(stats, dict):
         raise ConfigError(f"{meta_path}: tag_mapping and label_stats must be objects")
-    for tag, entry in mapping.items():
-        if not isinstance(entry, dict) or "emotion" not in entry:
-            raise ConfigError(f"{meta_path}: tag_mapping[{tag!r}] must be an object with an 'emotion'")
-        for axis in ("valence", "arousal"):
-            value = entry.get(axis, 0.0)
-            if not isinstance(value, int | float) or not -1.0 <= value <= 1.0:
-                raise ConfigError(f"{meta_path}: tag_mapping[{tag!r}].{axis} must be a number in [-1, 1]")
+    for key in ("instruments", "genres"):
+        if not isinstance(stats.get(key, {}), dict):
+            raise ConfigError(f"{meta_path}: label_stats.{key} must be an object of mood -> counts")
     known = {"base_model", "tag_mapping", "label_stats", "prompt_format"}
-    return AdapterInfo(
+    info = AdapterInfo(
         path=folder,
         base_model=str(meta.get("base_model", "")),
         tag_mapping=mapping,
@@ -178,6 +198,9 @@ def load_adapter_info(folder: str | os.PathLike[str]) -> AdapterInfo:
         prompt_format=str(meta.get("prompt_format", "mood, emotion, instrument, genre")),
         extra={k: v for k, v in meta.items() if k not in known},
     )
+    if mapping:
+        info.mapping()  # validates against the emotion vocabulary (MappingError, a ConfigError)
+    return info
 
 
 def resolve_device(device: str = "auto") -> str:
