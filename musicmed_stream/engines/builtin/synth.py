@@ -134,14 +134,11 @@ def _loop_length(f0: float, sr: int, seconds: float) -> tuple[int, int]:
     return int(sizes[best]), int(periods[best])
 
 
-def _loop(
-    ratios: np.ndarray, amps: np.ndarray, f0: float, n: int, m: int, sr: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Inverse-FFT synthesis of partials ``ratios * f0`` on an ``n``-sample periodic grid."""
+def _loop(ratios: np.ndarray, amps: np.ndarray, phases: np.ndarray, n: int, m: int, sr: int) -> np.ndarray:
+    """Inverse-FFT synthesis of partials (``ratios`` of the loop's fundamental) on ``n`` samples."""
     bins = np.rint(ratios * m).astype(np.int64)
     keep = (bins > 0) & (bins < n // 2) & (bins * sr / n < NYQUIST_FRACTION * sr)
     spectrum = np.zeros(n // 2 + 1, dtype=np.complex128)
-    phases = rng.uniform(0.0, 2.0 * np.pi, size=bins.shape)
     np.add.at(spectrum, bins[keep], amps[keep] * np.exp(1j * phases[keep]) * (n / 2.0))
     return np.fft.irfft(spectrum, n)
 
@@ -151,7 +148,7 @@ def _noise_loop(
 ) -> np.ndarray:
     """Periodic band-pass noise (breath), unit RMS scaled below."""
     freqs = np.fft.rfftfreq(n, 1.0 / sr)
-    shape = 1.0 / (1.0 + ((freqs - center) / (width / 2.0)) ** 2)
+    shape = np.exp(-0.5 * ((freqs - center) / (width / 2.0)) ** 2)
     shape[freqs > NYQUIST_FRACTION * sr] = 0.0
     spectrum = shape * np.exp(1j * rng.uniform(0.0, 2.0 * np.pi, size=freqs.shape))
     noise = np.fft.irfft(spectrum, n)
@@ -299,7 +296,7 @@ def _sustained_partials(voice: str, f0: float, sr: int) -> Partials:
     if voice in ("oboe", "sax", "horn", "trumpet", "brass", "harmonica", "accordion"):
         slope, cutoff, formant, width = {
             "oboe": (0.6, 4000.0, 1300.0, 900.0),
-            "sax": (0.8, 3500.0, 900.0, 1200.0),
+            "sax": (0.9, 3000.0, 900.0, 1200.0),
             "horn": (1.3, 1200.0, 500.0, 600.0),
             "trumpet": (0.7, 3500.0, 1300.0, 1400.0),
             "brass": (1.0, 2200.0, 800.0, 1000.0),
@@ -314,7 +311,7 @@ def _sustained_partials(voice: str, f0: float, sr: int) -> Partials:
             return _ensemble(Partials(p.ratios, amps), (-5.0, 0.0, 5.0))
         return Partials(p.ratios, amps)
     if voice == "choir":
-        p = _harmonics(f0, sr, 0.9, 4000.0, 2.0)
+        p = _harmonics(f0, sr, 1.1, 3000.0, 3.0)
         vowel = _formants(freqs_of(p), (700.0, 1220.0, 2600.0), (130.0, 150.0, 250.0))
         return _ensemble(Partials(p.ratios, p.amps * vowel), (-9.0, -3.0, 3.0, 9.0))
     raise KeyError(voice)
@@ -336,10 +333,11 @@ def build_template(voice: str, pitch: int, sr: int) -> Template:
     if model.kind == "sustain":
         n, m = _loop_length(f0, sr, LOOP_SECONDS)
         p = _sustained_partials(voice, f0, sr)
-        wave = _normalize(_loop(p.ratios, p.amps, f0, n, m, sr, rng))
+        phases = rng.uniform(0.0, 2.0 * np.pi, size=p.ratios.shape)
+        wave = _normalize(_loop(p.ratios, p.amps, phases, n, m, sr))
         if model.breath > 0:
             center = {"flute": 2500.0, "choir": 1500.0}.get(voice, 2000.0)
-            wave = wave + 0.3 * model.breath * _noise_loop(f0, n, sr, center, 1500.0, rng)
+            wave = wave + 0.15 * model.breath * _noise_loop(f0, n, sr, center, 2000.0, rng)
         if model.vibrato_cents > 0:
             wave = _vibrato(wave, sr, model.vibrato_cents, model.vibrato_hz)
         return Template((_normalize(wave) * model.gain).astype(np.float32), loop=True)
@@ -350,17 +348,24 @@ def build_template(voice: str, pitch: int, sr: int) -> Template:
     n, m = _loop_length(f0, sr, LOOP_SECONDS)
     wave = np.zeros(total, dtype=np.float64)
     # Group partials on the decay grid (log-interpolated weights) and give each group one loop.
+    # A partial keeps one phase in every group, so its split decay sums coherently. The piano's
+    # partials decay in two stages (prompt sound, then aftersound), as coupled strings do.
+    stages = [(0.55, p.decays / 4.0), (0.45, p.decays)] if voice == "piano" else [(1.0, p.decays)]
     grid = np.log(DECAY_GRID)
-    pos = np.clip(np.interp(np.log(p.decays), grid, np.arange(grid.size)), 0, grid.size - 1)
-    lo = np.floor(pos).astype(int)
-    frac = pos - lo
+    weights = np.zeros((grid.size, p.ratios.size))
+    for share, decays in stages:
+        pos = np.clip(np.interp(np.log(decays), grid, np.arange(grid.size)), 0, grid.size - 1)
+        lo = np.floor(pos).astype(int)
+        frac = pos - lo
+        np.add.at(weights, (lo, np.arange(lo.size)), share * (1.0 - frac))
+        np.add.at(weights, (np.minimum(lo + 1, grid.size - 1), np.arange(lo.size)), share * frac)
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=p.ratios.shape)
     for g in range(grid.size):
-        weight = np.where(lo == g, 1.0 - frac, 0.0) + np.where((lo + 1) == g, frac, 0.0)
-        if not np.any(weight > 0):
+        if not np.any(weights[g] > 0):
             continue
         tau = float(DECAY_GRID[g])
         length = min(total, round(7.0 * tau * sr))
-        loop = _loop(p.ratios, p.amps * weight, f0, n, m, sr, rng)
+        loop = _loop(p.ratios, p.amps * weights[g], phases, n, m, sr)
         reps = -(-length // n)
         seg = np.tile(loop, reps)[:length] if reps > 1 else loop[:length]
         wave[:length] += seg * np.exp(-np.arange(length) / (tau * sr))
