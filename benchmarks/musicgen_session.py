@@ -118,7 +118,13 @@ def run_one(size: str, impl: str, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     loaded, params = build_loaded(size, args.device, args.dtype)
     build_s = time.perf_counter() - t0
-    options = {"decode_impl": impl} if impl != "hf" else {}
+    # "static-eager": static decoding without the CUDA graph, to show what the graph buys;
+    # "static-compile": the step compiled by torch.compile (Inductor) before the graph capture.
+    options = {
+        "decode_impl": impl.split("-")[0],
+        "cuda_graph": impl != "static-eager",
+        "compile": impl == "static-compile",
+    }
     engine = MusicgenEngine(
         loaded=loaded,
         tail_seconds=args.tail_seconds,

@@ -91,6 +91,8 @@ class MusicgenEngine:
         (``transformers`` ``generate``), or ``auto``: ``static`` on CUDA, ``hf`` elsewhere.
     cuda_graph : bool
         With ``static`` on CUDA, replay each token step as a CUDA graph.
+    compile : bool
+        With ``static``, compile the token step with ``torch.compile`` first (slow first clip).
     loaded : LoadedMusicgen, optional
         An already loaded model to share (then ``model``/``adapter``/``device``/``dtype`` are ignored).
     """
@@ -114,6 +116,7 @@ class MusicgenEngine:
         merge_adapter: bool = True,
         decode_impl: str = "auto",
         cuda_graph: bool = True,
+        compile: bool = False,
         loaded: LoadedMusicgen | None = None,
     ) -> None:
         if int(top_k) < 0:
@@ -139,6 +142,7 @@ class MusicgenEngine:
             decode_impl = "static" if self._mg.device.startswith("cuda") else "hf"
         self.decode_impl = decode_impl
         self.cuda_graph = bool(cuda_graph)
+        self.compile = bool(compile)
         self._static: Any = None
         self.model_name = model
         self.sample_rate = self._mg.sample_rate
@@ -360,7 +364,9 @@ class MusicgenEngine:
         if self._static is None:
             sampling = SamplingConfig(self.top_k, self.temperature, self.guidance_scale)
             graph = self.cuda_graph and self._mg.device.startswith("cuda")
-            self._static = StaticMusicgenDecoder(net, sampling, use_cuda_graph=graph)
+            self._static = StaticMusicgenDecoder(
+                net, sampling, use_cuda_graph=graph, compile_step=self.compile
+            )
         hidden = net.text_encoder(
             input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
         ).last_hidden_state
