@@ -235,3 +235,21 @@ def test_carried_notes_take_the_new_instrument():
     assert (flute.pitch - piano.pitch) % 12 == 0 and (flute.start, flute.end) == (piano.start, piano.end)
     kick = Note(0.0, 0.1, 36, 90, "drums", "kick", 0)
     assert revoice(kick, layers) == kick
+
+
+def dataset_tags(path, prefix: str) -> set[str]:
+    tags = set()
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        tags.update(t.strip()[len(prefix) :] for t in line.split("\t")[5:] if t.startswith(prefix))
+    return tags
+
+
+def test_every_mtg_jamendo_tag_has_its_own_mapping(jamendo_dir):
+    instruments = dataset_tags(jamendo_dir / "autotagging_instrument.tsv", "instrument---")
+    genres = dataset_tags(jamendo_dir / "autotagging_genre.tsv", "genre---")
+    assert len(instruments) > 30 and len(genres) > 60
+    for tag in instruments:
+        name, _, percussive = resolve_instrument(tag)
+        assert name == tag or percussive, tag  # an explicit voice, or a drum tag with a melodic lead
+    fallbacks = {tag for tag in genres if resolve_style(tag).name == "easylistening"}
+    assert fallbacks <= {"easylistening"}
