@@ -96,7 +96,7 @@ class ServeProcess:
         overrides = daemon_overrides(folder, jamendo, speed=1.0)
         flags = [
             "--engine", "builtin", "--sink", "file", "--sink-file", overrides["sink.file"],
-            "--speed", "2", "--state-dir", overrides["service.state_dir"], "--no-resume", "--port", "0",
+            "--speed", "1", "--state-dir", overrides["service.state_dir"], "--no-resume", "--port", "0",
         ]  # fmt: skip
         base = {k: v for k, v in os.environ.items() if not k.startswith("MUSICMED_")}  # no stray settings
         env = base | {"MUSICMED_SESSION_JAMENDO": str(jamendo), "MUSICMED_SERVICE_WARMUP": "false"} | env
@@ -143,6 +143,8 @@ def test_serve_subprocess_survives_bad_clients(tmp_path: Path, jamendo_dir: Path
         "MUSICMED_CONTROL_MAX_MESSAGE_BYTES": "4096",
         "MUSICMED_CONTROL_RATE_LIMIT_PER_SECOND": "5",
         "MUSICMED_PLAYBACK_FADE_SECONDS": "0.5",
+        # Headroom for a busy shared test machine (default 0.25 s); the audio must still be gapless.
+        "MUSICMED_PLAYBACK_RING_SECONDS": "0.5",
     }
     serve = ServeProcess(
         tmp_path, jamendo_dir, env, "--token", "t0ken", "--start-from", "sad", "--start-to", "calm",

@@ -67,6 +67,8 @@ class Chromium:
         if binary is None:
             raise CdpError("Chromium is not installed (apt-get install chromium; scripts/setup.sh --test)")
         profile.mkdir(parents=True, exist_ok=True)
+        port_file = profile / "DevToolsActivePort"
+        port_file.unlink(missing_ok=True)  # a stale one from an earlier browser names a dead port
         args = [
             binary,
             *FLAGS,
@@ -77,7 +79,6 @@ class Chromium:
         process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not port_file.is_file() or len(port_file.read_text().splitlines()) < 2:
             if process.poll() is not None:
@@ -87,7 +88,11 @@ class Chromium:
                 raise CdpError("Chromium did not open its DevTools port in time")
             await asyncio.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        ws = await connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout)
+        try:
+            ws = await connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout)
+        except BaseException:
+            _kill(process)
+            raise
         return cls(process, ws)
 
     async def _read(self) -> None:

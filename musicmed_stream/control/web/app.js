@@ -149,7 +149,8 @@ function onEvent(type, data) {
 }
 
 function showNow(emotion, prompt, index) {
-  ui.emotion.textContent = emotion || (state.status.state === "idle" ? "Nothing playing" : "…");
+  const name = emotion ? emotion[0].toUpperCase() + emotion.slice(1) : null;
+  ui.emotion.textContent = name || (state.status.state === "idle" ? "Nothing playing" : "…");
   ui.prompt.textContent = prompt || "";
   const n = state.plan ? state.plan.segments.length : 0;
   ui.segment.textContent = index != null && n ? `Part ${index + 1} of ${n}` : "";
