@@ -194,7 +194,7 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np
     The method lists normalization before denoising; the stationary gate is scale-invariant (its
     thresholds are relative to the clip's own noise floor), so denoising first gives the same
     audio up to gain, and normalizing last makes the clip's loudness exactly the target instead
-    of the 1-3 dB below it that the gate leaves. Run it once per clip before the clip enters a
+    of missing it by what the gate removed (up to 2 LU). Run it once per clip before the clip enters a
     :class:`~musicmed_stream.chain.Crossfader`.
     """
     data = as_frames(audio)
