@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 
@@ -253,3 +254,13 @@ def test_every_mtg_jamendo_tag_has_its_own_mapping(jamendo_dir):
         assert name == tag or percussive, tag  # an explicit voice, or a drum tag with a melodic lead
     fallbacks = {tag for tag in genres if resolve_style(tag).name == "easylistening"}
     assert fallbacks <= {"easylistening"}
+
+
+def test_long_stable_stretch_modulates_only_to_a_related_key(engine):
+    clip = engine.generate(seg(0.3, -0.2, "piano", "pop", 2.0), None, seed=0)
+    tonics = [clip.state["tonic"]]
+    for i in range(1, 8):
+        clip = engine.generate(seg(0.3, -0.2, "piano", "pop", 2.0, i), follow(clip), seed=i)
+        tonics.append(clip.state["tonic"])
+    changes = [(b - a) % 12 for a, b in itertools.pairwise(tonics) if a != b]
+    assert len(changes) == 1 and changes[0] in (5, 7)  # to the subdominant or the dominant

@@ -672,7 +672,10 @@ def continue_state(previous: ComposerState, features: Features, seed: int) -> Co
     state.motif = develop_motif(rng, previous.motif or new_motif(rng, features.density), features.density)
     state.clip_count = previous.clip_count + 1
     if state.clip_count % MODULATE_EVERY == 0 and state.mode == previous.mode:
+        # Direct modulation at a phrase boundary: the new key starts a fresh period.
         state.tonic = (state.tonic + (7 if rng.random() < 0.5 else 5)) % 12
+        state.bar = -(-state.bar // 16) * 16
+        state.progression = []
     return state
 
 
