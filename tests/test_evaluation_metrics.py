@@ -229,6 +229,12 @@ def test_key_correlations_recognize_a_major_and_a_minor_triad():
     assert key_correlations(minor)[2] == "A minor"
 
 
+@pytest.mark.parametrize("bpm", [55, 90, 150])
+def test_tempo_estimate_neither_doubles_slow_nor_halves_fast_music(bpm):
+    music = synth_music(10, bpm, 0.4, bright=True, major=True)
+    assert extract_features(music, SR).tempo_bpm == pytest.approx(bpm, rel=0.08)
+
+
 def test_feature_estimate_ranks_fast_bright_major_above_slow_dark_minor():
     lively = synth_music(8, bpm=140, amplitude=0.5, bright=True, major=True)
     gloomy = synth_music(8, bpm=60, amplitude=0.05, bright=False, major=False)

@@ -32,6 +32,11 @@ SCALES = {
 AROUSAL_WEIGHTS = {"tempo_bpm": 0.3, "onset_rate": 0.3, "loudness_lufs": 0.2, "centroid_octaves": 0.2}
 VALENCE_WEIGHTS = {"mode": 0.6, "tempo_bpm": 0.2, "centroid_octaves": 0.2}
 CENTROID_REFERENCE_HZ = 1500.0
+# librosa's log-normal tempo prior: centre and spread in octaves. Its default (120 BPM, 1 octave)
+# doubles the tempo of slow, sparse music, which is most of what music medicine plays; a lower,
+# wider prior reads it right without halving fast music (see docs/evaluation.md).
+TEMPO_PRIOR_BPM = 80.0
+TEMPO_PRIOR_OCTAVES = 2.0
 ANALYSIS_RATE = 22050
 
 
@@ -42,7 +47,7 @@ class AcousticFeatures:
     Attributes
     ----------
     tempo_bpm : float
-        Global tempo estimate (librosa beat tracker's tempo).
+        Global tempo estimate (``librosa.feature.tempo``, prior 80 BPM, 2 octaves).
     onset_rate : float
         Detected onsets per second.
     loudness_lufs : float
@@ -106,7 +111,13 @@ def extract_features(audio: np.ndarray, sample_rate: int) -> AcousticFeatures:
     if not np.any(mono):
         return AcousticFeatures(0.0, 0.0, -70.0, 0.0, 0.0, 0.0, "")
     envelope = librosa.onset.onset_strength(y=mono, sr=sr)
-    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=envelope, sr=sr))[0])
+    tempo = float(
+        np.atleast_1d(
+            librosa.feature.tempo(
+                onset_envelope=envelope, sr=sr, start_bpm=TEMPO_PRIOR_BPM, std_bpm=TEMPO_PRIOR_OCTAVES
+            )
+        )[0]
+    )
     onsets = librosa.onset.onset_detect(onset_envelope=envelope, sr=sr, units="time")
     centroid = float(np.mean(librosa.feature.spectral_centroid(y=mono, sr=sr)))
     chroma = librosa.feature.chroma_stft(y=mono, sr=sr).mean(axis=1)
