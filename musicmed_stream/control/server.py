@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -44,6 +43,7 @@ from musicmed_stream.control import protocol as p
 from musicmed_stream.control.ratelimit import TokenBucket
 from musicmed_stream.errors import ConfigError, MusicMedError
 from musicmed_stream.service.api import Event, SessionController, StartOptions
+from musicmed_stream.service.config import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +65,6 @@ PAGE_HEADERS = (
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     ),
 )
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether binding to ``host`` keeps the server on this machine (``None``/``""`` = all interfaces)."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def to_jsonable(value: Any) -> Any:
