@@ -197,3 +197,13 @@ def test_cli_unwritable_folder_is_one_line(tmp_path, capsys):
     assert main([*argv, "--out", str(blocker / "sub"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot create output folder" in err and "\n" not in err
+
+
+def test_cli_chain_config_file_errors_name_the_key(tmp_path, capsys):
+    config = tmp_path / "chain.toml"
+    config.write_text("[chain]\ntarget_lufs = -23.0\nceiling_dbtpp = -1.0\n")
+    argv = ["render", "--from", "sad", "--to", "calm", "--minutes", "0.1", "--clip-seconds", "3"]
+    assert main([*argv, "--chain-config", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'ceiling_dbtpp'" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()

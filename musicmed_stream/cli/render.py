@@ -4,16 +4,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
+from pathlib import Path
 
 from musicmed_stream.chain import ChainConfig
 from musicmed_stream.cli.common import add_plan_arguments, plan_from_args
 from musicmed_stream.engines.registry import ENGINE_NAMES, create_engine
+from musicmed_stream.errors import ConfigError
 from musicmed_stream.render import FORMATS, render_session
 
 
+def chain_config_from_file(path: str | None) -> ChainConfig:
+    """The ``[chain]`` table of a TOML file (e.g. the daemon's config.toml); defaults without one."""
+    if path is None:
+        return ChainConfig()
+    try:
+        tree = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read chain config {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"chain config {path} is not valid TOML: {exc}") from exc
+    table = tree.get("chain", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"chain config {path}: [chain] must be a table")
+    return ChainConfig.from_dict(table)
+
+
 def run(args: argparse.Namespace) -> int:
+    chain = chain_config_from_file(args.chain_config)
     plan = plan_from_args(args)
-    chain = ChainConfig()
     musicgen = {k: v for k, v in (("model", args.model), ("adapter", args.adapter)) if v is not None}
     engine = create_engine(
         args.engine, builtin={"overlap_fraction": chain.crossfade_fraction}, musicgen=musicgen
@@ -60,6 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--format", choices=FORMATS, default="wav", help="session file format (default wav)")
     group.add_argument(
         "--force", action="store_true", help="replace a render made with other arguments in --out"
+    )
+    group.add_argument(
+        "--chain-config",
+        metavar="FILE",
+        help="TOML file whose [chain] table sets the audio chain (e.g. config.toml; default: built-in)",
     )
     group.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
