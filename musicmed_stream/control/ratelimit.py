@@ -39,7 +39,7 @@ class TokenBucket:
         elapsed = max(0.0, now - self.last)
         self.last = max(self.last, now)
         self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
-        if self.tokens >= cost:
-            self.tokens -= cost
+        if self.tokens >= cost - 1e-9:  # a client exactly at the rate is not refused by rounding
+            self.tokens = max(0.0, self.tokens - cost)
             return True
         return False
