@@ -146,7 +146,9 @@ class PacedSink:
             delay = due - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
-            elif delay < -0.5:  # the machine stalled: keep pace from now instead of catching up in a burst
+            elif (
+                delay < -2 * period
+            ):  # this thread stalled: go on from now, as a device would, not in a burst
                 due = time.monotonic()
 
     def _open(self) -> None:

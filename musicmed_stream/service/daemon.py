@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "session.json"
 SUBSCRIBER_QUEUE = 256
 MONITOR_PERIOD = 0.02
+SWITCH_INTERVAL = 0.0005  # seconds; see Daemon.start
 
 
 class SessionError(MusicMedError):
@@ -147,6 +149,7 @@ class Daemon:
         self._volume = GainRamp(playback.volume, int(playback.volume_ramp_seconds * self.sample_rate))
         self._pause = GainRamp(1.0, int(playback.pause_ramp_seconds * self.sample_rate))
         self._paused = False
+        self._flush_silence = False
         self._session: Session | None = None
         self._markers: deque[Marker] = deque()
         self._output_frames = 0  # frames the feeder has written to the ring
@@ -169,6 +172,9 @@ class Daemon:
     async def start(self) -> None:
         """Start the feeder, the sink and the monitor; resume a persisted session if configured."""
         self._loop = asyncio.get_running_loop()
+        # The feeder releases the GIL at every numpy call; with the default 5-ms switch interval
+        # a busy engine thread would keep it that long each time (tens of ms per block).
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._feeder = threading.Thread(target=self._feed, name="feeder", daemon=True)
         self._feeder.start()
         await asyncio.to_thread(self.sink.start, self.ring)
@@ -186,10 +192,10 @@ class Daemon:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
+        await asyncio.to_thread(self.sink.stop)  # before the feeder, so that nothing underruns
         self._closing.set()
         if self._feeder is not None:
             await asyncio.to_thread(self._feeder.join)
-        await asyncio.to_thread(self.sink.stop)
         self._engine_pool.shutdown(wait=False, cancel_futures=True)
         self._io_pool.shutdown(wait=True)
 
@@ -369,6 +375,8 @@ class Daemon:
 
     def _begin(self, session: Session) -> None:
         with self._lock:
+            # Only silence is queued when nothing played: the first clip may skip the queue.
+            self._flush_silence = self._session is None and not self.timeline.voices
             self.timeline.clear()
             session.timeline_start = self.timeline.position
             self._paused = False
@@ -473,16 +481,17 @@ class Daemon:
             await asyncio.sleep(0.05)
 
     def _warm_up(self) -> None:
-        """Make one short clip and prepare it, so that caches and lazy imports are ready (engine thread)."""
+        """Make and prepare a short clip of the default session's first segment (engine thread), so
+        that lazy imports and the engine's caches (instrument templates, kernels) are ready."""
         from musicmed_stream.planner import plan_session
 
+        defaults = self.config.session
         try:
-            settings = PlanSettings(minutes=2.0 / 60, clip_seconds=2.0)
-            plan = plan_session(
-                self.config.session.start, self.config.session.start, settings, self._statistics
-            )
+            seconds = min(defaults.clip_seconds, 8.0)
+            settings = PlanSettings(minutes=seconds / 60, clip_seconds=seconds, seed=defaults.seed)
+            plan = plan_session(defaults.start, defaults.target, settings, self._statistics)
             started = time.perf_counter()
-            self._make_clip(plan.segments[0], None, 0, threading.Event())
+            self._make_clip(plan.segments[0], None, clip_seed(defaults.seed, 0), threading.Event())
             log.info("engine warmed up in %.2f s", time.perf_counter() - started)
         except Exception as exc:  # a warm-up failure only costs speed; the session reports real errors
             log.warning("engine warm-up failed: %s", exc)
@@ -572,19 +581,24 @@ class Daemon:
                 continue
             started = time.perf_counter()
             with self._lock:
-                self._render(block)
+                flush = self._render(block)
             self.block_seconds += time.perf_counter() - started
             self.block_frames += self.block_size
+            if flush:
+                self.ring.clear()  # drop queued silence: the session's first sound plays sooner
             self.ring.write(block)
 
-    def _render(self, block: np.ndarray) -> None:
-        """Render the next block of output (lock held)."""
+    def _render(self, block: np.ndarray) -> bool:
+        """Render the next block of output (lock held); return whether queued silence may be dropped."""
         session = self._session
         frame = self._output_frames
         self._output_frames += block.shape[0]
         if self._paused and self._pause.settled:
             block[:] = 0.0
-            return
+            return False
+        flush = self._flush_silence and bool(self.timeline.voices)
+        if flush:
+            self._flush_silence = False
         if session is not None and not session.final and not self._paused:
             bridge_at = self._frames(self.config.playback.bridge_fade_seconds) + 2 * self.block_size
             if 0 < self.timeline.ahead() <= bridge_at:
@@ -598,6 +612,7 @@ class Daemon:
             block[:] = self._processor.process(block)
         self._pause.apply(block)
         self._volume.apply(block)
+        return flush
 
     # ------------------------------------------------------------------ monitor (event loop)
 
