@@ -42,7 +42,7 @@ from musicmed_stream.chain import (
 )
 from musicmed_stream.engines.base import Clip, Continuation, Engine, clip_seed
 from musicmed_stream.errors import AudioError, MusicMedError
-from musicmed_stream.planner.types import Plan
+from musicmed_stream.planner.types import Plan, Segment
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -178,76 +178,117 @@ def render_session(
     if not plan.segments:
         raise RenderError("the plan has no segments")
     out = Path(out_dir)
-    key = render_key(plan, engine, chain_config, audio_format, key_extra)
-    manifest = _open_folder(out, key, force)
-    rate = int(sample_rate or engine.sample_rate)
-    channels = int(engine.channels)
-
+    manifest = _open_folder(out, render_key(plan, engine, chain_config, audio_format, key_extra), force)
     paths = _output_paths(out, audio_format)
     write_text_atomic(paths["plan"], plan.to_json() + "\n")
-    mixer = SessionMixer(rate, channels, chain_config, block_frames)
-    blocks: list[np.ndarray] = []
-    records: list[ClipRecord] = []
-    midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
+    assembler = _Assembler(
+        int(sample_rate or engine.sample_rate), int(engine.channels), chain_config, block_frames
+    )
     timings = {"generate": 0.0, "chain": 0.0, "write": 0.0}
-
-    def feed(record: ClipRecord) -> None:
-        """Chain one clip (runs on the chain thread, in clip order, while the engine makes the next)."""
-        t0 = time.perf_counter()
-        audio = resample(record.audio, record.sample_rate, rate)
-        start = 0
-        if chain_config.trim_silence:
-            start, _ = sound_bounds(audio, rate, chain_config.trim_threshold_db, chain_config.trim_window_ms)
-        blocks.extend(mixer.push(prepare_clip(audio, rate, chain_config)))
-        midi_parts.append(((mixer.crossfader.clip_starts[-1] - start) / rate, record.notes))
-        timings["chain"] += time.perf_counter() - t0
-
+    records: list[ClipRecord] = []
     previous: Continuation | None = None
-    regenerate = False  # once one clip is made afresh, every later clip is made afresh too
     bar = tqdm(total=len(plan.segments), unit="clip", file=sys.stderr, disable=not progress, desc="render")
     with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain") as chain_thread:
         chained: list[Future[None]] = []
         for segment in plan.segments:
-            record = None if regenerate else _load_clip(out, manifest, segment.index)
+            # Once one clip is made afresh, every later clip is made afresh too.
+            resumable = all(r.resumed for r in records)
+            record = _load_clip(out, manifest, segment.index) if resumable else None
             if record is None:
-                regenerate = True
-                t0 = time.perf_counter()
-                clip = engine.generate(segment, previous, seed=clip_seed(plan.settings.seed, segment.index))
-                elapsed = time.perf_counter() - t0
-                timings["generate"] += elapsed
-                record = _check_clip(clip, segment.index, engine, elapsed)
+                record = _generate_clip(engine, plan, segment, previous, timings)
                 t0 = time.perf_counter()
                 _save_clip(out, manifest, record)
                 timings["write"] += time.perf_counter() - t0
             records.append(record)
             if on_clip is not None:
                 on_clip(record)
-            chained.append(chain_thread.submit(feed, record))
+            # The chain runs on its own thread, in clip order, while the engine makes the next clip.
+            chained.append(chain_thread.submit(assembler.feed, record))
             previous = Continuation(
                 tail=conditioning_tail(record.audio, record.sample_rate, chain_config),
                 sample_rate=record.sample_rate,
                 state=record.state,
             )
-            for future in chained:  # a chain error stops the render at once
-                if future.done():
-                    future.result()
+            _raise_chain_errors(chained)
             bar.set_postfix_str(f"{segment.emotion} ({'resumed' if record.resumed else 'generated'})")
             bar.update(1)
         for future in chained:
             future.result()
+    session = assembler.finish()
+    timings["chain"] = assembler.seconds
+    return _write_session(
+        plan, engine, records, session, assembler, paths, manifest, timings, t_start, arguments
+    )
 
-    t0 = time.perf_counter()
-    blocks += mixer.close()
-    session = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, channels), np.float32)
-    timings["chain"] += time.perf_counter() - t0
-    if session.shape[0] == 0:
-        raise RenderError("the engine produced only silence; nothing to render")
 
+class _Assembler:
+    """Prepares and mixes clips into the session through the chain (one clip at a time, in order)."""
+
+    def __init__(self, sample_rate: int, channels: int, config: ChainConfig, block_frames: int) -> None:
+        self.sample_rate, self.channels, self.config = sample_rate, channels, config
+        self.mixer = SessionMixer(sample_rate, channels, config, block_frames)
+        self.blocks: list[np.ndarray] = []
+        self.midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
+        self.seconds = 0.0
+
+    def feed(self, record: ClipRecord) -> None:
+        t0 = time.perf_counter()
+        audio = resample(record.audio, record.sample_rate, self.sample_rate)
+        trimmed = 0  # frames the silence trim cuts from the start: the notes move with the audio
+        if self.config.trim_silence:
+            trimmed, _ = sound_bounds(
+                audio, self.sample_rate, self.config.trim_threshold_db, self.config.trim_window_ms
+            )
+        self.blocks += self.mixer.push(prepare_clip(audio, self.sample_rate, self.config))
+        offset = (self.mixer.crossfader.clip_starts[-1] - trimmed) / self.sample_rate
+        self.midi_parts.append((offset, record.notes))
+        self.seconds += time.perf_counter() - t0
+
+    def finish(self) -> np.ndarray:
+        t0 = time.perf_counter()
+        self.blocks += self.mixer.close()
+        self.seconds += time.perf_counter() - t0
+        if not self.blocks:
+            raise RenderError("the engine produced only silence; nothing to render")
+        return np.concatenate(self.blocks, axis=0)
+
+
+def _generate_clip(
+    engine: Engine, plan: Plan, segment: Segment, previous: Continuation | None, timings: dict[str, float]
+) -> ClipRecord:
     t0 = time.perf_counter()
+    clip = engine.generate(segment, previous, seed=clip_seed(plan.settings.seed, segment.index))
+    elapsed = time.perf_counter() - t0
+    timings["generate"] += elapsed
+    return _check_clip(clip, segment.index, engine, elapsed)
+
+
+def _raise_chain_errors(chained: list[Future[None]]) -> None:
+    """Re-raise at once an error of a finished chain task (instead of after the whole session)."""
+    for future in chained:
+        if future.done() and future.exception() is not None:
+            future.result()
+
+
+def _write_session(
+    plan: Plan,
+    engine: Engine,
+    records: list[ClipRecord],
+    session: np.ndarray,
+    assembler: _Assembler,
+    paths: dict[str, Path],
+    manifest: dict[str, Any],
+    timings: dict[str, float],
+    t_start: float,
+    arguments: dict[str, Any] | None,
+) -> RenderResult:
+    """Side files, then the session audio, then the manifest's completion mark."""
+    t0 = time.perf_counter()
+    rate = assembler.sample_rate
     duration = session.shape[0] / rate
     peak = float(np.abs(session).max())
     peak_dbfs = 20.0 * math.log10(peak) if peak > 0 else -math.inf
-    _write_midi(paths["midi"], midi_parts, records)
+    _write_midi(paths["midi"], assembler.midi_parts, records)
     _write_plot(paths["path_plot"], plan)
     timings["write"] += time.perf_counter() - t0
     resumed = sum(r.resumed for r in records)
@@ -256,9 +297,9 @@ def render_session(
         "arguments": arguments or {},
         "engine": engine.name,
         "sample_rate": rate,
-        "channels": channels,
-        "format": audio_format,
-        "chain": chain_config.to_dict(),
+        "channels": assembler.channels,
+        "format": paths["session"].suffix.lstrip("."),
+        "chain": assembler.config.to_dict(),
         "clips": len(records),
         "clips_generated": len(records) - resumed,
         "clips_resumed": resumed,
@@ -272,14 +313,14 @@ def render_session(
     write_text_atomic(paths["render"], json.dumps(_jsonable(summary), indent=2) + "\n")
     write_audio(paths["session"], session, rate, subtype=SESSION_SUBTYPE)  # last: the finished product
     manifest["complete"] = True
-    _write_manifest(out, manifest)
+    _write_manifest(paths["manifest"].parent, manifest)
     timings["total"] = time.perf_counter() - t_start
     return RenderResult(
-        out_dir=out,
+        out_dir=paths["manifest"].parent,
         files=paths,
         duration_s=duration,
         sample_rate=rate,
-        channels=channels,
+        channels=assembler.channels,
         clips_generated=len(records) - resumed,
         clips_resumed=resumed,
         timings=timings,
