@@ -159,6 +159,18 @@ def test_evaluate_and_compare_commands(synthetic_run, tmp_path, capsys):
     table = capsys.readouterr().out
     assert table.splitlines()[0].startswith("| run | CLAP | AUPRC | Hamming")
     assert f"({expected:+.1f}%)" in table
+    assert "different" not in capsys.readouterr().err
+
+
+def test_compare_warns_when_runs_were_scored_differently(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out, table in ((first, {"mer": "features"}), (second, {"mer": "clap", "clap_model": "m"})):
+        out.mkdir()
+        (out / "metrics.json").write_text(json.dumps({"table": table | {"auprc": 0.5}}))
+    assert main(["compare", str(first), str(second)]) == 0
+    captured = capsys.readouterr()
+    assert "different mood-recognition backends" in captured.err
+    assert "| 0.5 (+0.0%) |" in captured.out
 
 
 def test_percent_change():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,9 +19,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from musicmed_stream.evaluation.compare import comparison, format_csv, format_markdown, load_table_row
+    from musicmed_stream.evaluation.compare import (
+        comparability_notes,
+        comparison,
+        format_csv,
+        format_markdown,
+        load_table_row,
+    )
 
     rows = [load_table_row(folder) for folder in args.runs]
+    for note in comparability_notes(args.runs, rows):
+        print(f"musicmed-stream: note: {note}", file=sys.stderr)
     table = comparison(args.runs, rows)
     print(format_csv(table) if args.format == "csv" else format_markdown(table), end="")
     return 0

@@ -29,7 +29,21 @@ def load_table_row(folder: str | Path) -> dict[str, Any]:
         row = json.loads(path.read_text(encoding="utf-8"))["table"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunError(f"cannot read the table figures of {path}: {exc!r}") from exc
-    return {key: row.get(key) for key, _ in COLUMNS} | {"mer": row.get("mer")}
+    return {key: row.get(key) for key, _ in COLUMNS} | {
+        "mer": row.get("mer"),
+        "clap_model": row.get("clap_model"),
+    }
+
+
+def comparability_notes(names: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Warnings when runs were scored with different mood backends or CLAP models."""
+    notes = []
+    for key, what in (("mer", "mood-recognition backends"), ("clap_model", "CLAP models")):
+        used = {name: row.get(key) for name, row in zip(names, rows, strict=True) if row.get(key) is not None}
+        if len(set(used.values())) > 1:
+            listing = ", ".join(f"{name}: {value}" for name, value in used.items())
+            notes.append(f"runs were scored with different {what} ({listing}); their figures do not compare")
+    return notes
 
 
 def percent_change(value: float | None, reference: float | None) -> float | None:

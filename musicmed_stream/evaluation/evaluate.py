@@ -221,6 +221,7 @@ def table_row(metrics: dict[str, Any]) -> dict[str, Any]:
     return {
         "clap": clap.get("mean"),
         "clap_sd": clap.get("sd"),
+        "clap_model": clap.get("model"),
         "auprc": rec.get("auprc"),
         "hamming": rec.get("hamming"),
         "mer": rec.get("backend"),
