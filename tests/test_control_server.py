@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from musicmed_stream.control.client import ControlClient, ControlError, DaemonUnreachableError
 from musicmed_stream.control.server import ControlServer, ControlSettings, start_control_server
+from musicmed_stream.emotion import load_vocabulary
 from musicmed_stream.errors import ConfigError, MusicMedError
 
 Scenario = Callable[[ControlServer, FakeController], Awaitable[None]]
@@ -288,6 +289,10 @@ def test_page_and_static_files_are_served_on_the_same_port() -> None:
         assert status == 200 and "javascript" in headers["Content-Type"] and b"set_target" in body
         status, headers, _ = await asyncio.to_thread(fetch, server.page_url + "style.css")
         assert status == 200 and headers["Content-Type"].startswith("text/css")
+        status, headers, body = await asyncio.to_thread(fetch, server.page_url + "emotions.json")
+        assert status == 200 and headers["Content-Type"] == "application/json"
+        vocabulary = {e.name: (e.valence, e.arousal) for e in load_vocabulary()}
+        assert {e["name"]: (e["valence"], e["arousal"]) for e in json.loads(body)} == vocabulary
         status, _, _ = await asyncio.to_thread(fetch, server.page_url + "../pyproject.toml")
         assert status == 404
         async with await ControlClient.connect(server.url) as client:  # the websocket still works

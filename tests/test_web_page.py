@@ -16,6 +16,7 @@ from web.harness import running_daemon
 
 from musicmed_stream.control.client import ControlClient
 from musicmed_stream.control.server import start_control_server
+from musicmed_stream.emotion import load_vocabulary
 
 CLICK = (0.55, -0.45)  # where the listener wants to go: pleasant and calm
 
@@ -45,6 +46,7 @@ def test_click_on_the_circle_retargets_the_running_session(tmp_path: Path, jamen
             try:
                 page = await browser.open(running.server.page_url)
                 await page.wait_for("document.body.dataset.connection === 'ready'")
+                labels = (await page.wait_for("document.body.dataset.labels")).split()
                 async with await ControlClient.connect(running.server.url) as client:
                     await client.subscribe(["plan_changed"])
                     await client.start("sad", "calm", minutes=1, clip_seconds=4, seed=5)
@@ -67,6 +69,9 @@ def test_click_on_the_circle_retargets_the_running_session(tmp_path: Path, jamen
         assert changed.data["from_index"] >= 1
         assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not [line for line in browser.console if line.startswith("exception")], browser.console
+        # The circle is labelled with the daemon's own vocabulary, so a click near "calm" means calm.
+        vocabulary = {e.name for e in load_vocabulary()}
+        assert {"happy", "calm", "sad"} <= set(labels) <= vocabulary
 
     asyncio.run(scenario())
 

@@ -55,6 +55,7 @@ STATIC_FILES = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+EMOTIONS_PATH = "/emotions.json"
 PAGE_HEADERS = (
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
@@ -65,6 +66,14 @@ PAGE_HEADERS = (
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     ),
 )
+
+
+def emotion_labels() -> bytes:
+    """The vocabulary the daemon resolves names with, as JSON for the page's circle labels."""
+    from musicmed_stream.emotion import load_vocabulary
+
+    labels = [{"name": e.name, "valence": e.valence, "arousal": e.arousal} for e in load_vocabulary()]
+    return json.dumps(labels).encode("utf-8")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -147,6 +156,7 @@ class ControlServer:
             path: resources.files("musicmed_stream.control.web").joinpath(name).read_bytes()
             for path, (name, _) in STATIC_FILES.items()
         }
+        self._emotions = emotion_labels()
 
     @property
     def port(self) -> int:
@@ -193,6 +203,8 @@ class ControlServer:
         parts = urlsplit(request.path)
         if parts.path in STATIC_FILES:
             return _response(200, self._page[parts.path], STATIC_FILES[parts.path][1], PAGE_HEADERS)
+        if parts.path == EMOTIONS_PATH:
+            return _response(200, self._emotions, "application/json", PAGE_HEADERS)
         if parts.path != WS_PATH:
             return _response(404, b"not found\n", "text/plain; charset=utf-8")
         if not self.settings.origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):

@@ -2,12 +2,26 @@
 // Speaks the control protocol (docs/protocol.md) over the websocket at /ws on this page's own origin.
 "use strict";
 
-// Russell's circumplex, for orientation only: the daemon resolves targets itself.
-const LABELS = [
-  ["excited", 0.62, 0.62], ["alert", 0.18, 0.88], ["tense", -0.28, 0.86], ["angry", -0.66, 0.6],
-  ["distressed", -0.86, 0.3], ["sad", -0.86, -0.26], ["depressed", -0.62, -0.6], ["tired", -0.16, -0.88],
-  ["calm", 0.3, -0.86], ["relaxed", 0.64, -0.6], ["content", 0.86, -0.24], ["happy", 0.86, 0.28],
-];
+// Emotion names drawn on the circle: the daemon's own vocabulary (/emotions.json), thinned out so
+// that labels do not overlap. They orient the listener; the daemon resolves every target itself.
+let labels = [];
+const LABEL_SPACING = 0.3;
+
+// Everyday words first; the rest of the vocabulary fills the gaps.
+const PREFERRED = ["happy", "calm", "sad", "angry", "relaxed", "excited", "tense", "tired", "content",
+  "anxious", "depressed", "peaceful", "energetic", "gloomy", "sleepy", "scared", "bored", "determined"];
+
+function pickLabels(vocabulary) {
+  const rank = (e) => (PREFERRED.includes(e.name) ? PREFERRED.indexOf(e.name) : PREFERRED.length);
+  const ordered = [...vocabulary].sort((a, b) => rank(a) - rank(b));
+  const kept = [];
+  for (const e of ordered) {
+    if (kept.every((k) => Math.hypot(k.valence - e.valence, (k.arousal - e.arousal) * 1.6) >= LABEL_SPACING)) {
+      kept.push(e);
+    }
+  }
+  return kept;
+}
 
 const ui = {
   canvas: document.getElementById("circumplex"),
@@ -210,9 +224,9 @@ function draw() {
   ctx.fillStyle = color("--muted");
   ctx.font = `${Math.round(size / 40)}px sans-serif`;
   ctx.textAlign = "center"; ctx.textBaseline = "middle";
-  for (const [name, v, a] of LABELS) {
-    const [x, y] = toCanvas(v * 0.92, a * 0.92, size);
-    ctx.fillText(name, x, y);
+  for (const e of labels) {
+    const [x, y] = toCanvas(e.valence, e.arousal, size);
+    ctx.fillText(e.name, x, y);
   }
   ctx.font = `${Math.round(size / 48)}px sans-serif`;
   ctx.fillStyle = color("--accent");
@@ -291,6 +305,12 @@ window.addEventListener("resize", draw);
 setInterval(() => {
   if (document.body.dataset.connection === "ready") send("status").then(applyStatus, () => {});
 }, 2000);
+
+fetch("emotions.json").then((r) => r.json()).then((vocabulary) => {
+  labels = pickLabels(vocabulary);
+  document.body.dataset.labels = labels.map((e) => e.name).join(" ");
+  draw();
+}, () => {});
 
 showControls();
 draw();
