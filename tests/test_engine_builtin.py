@@ -118,7 +118,7 @@ def test_continuation_keeps_key_and_tempo_close_and_starts_smoothly(engine):
     assert np.max(np.abs(second.audio[:2])) < 1e-3 and np.max(np.abs(second.audio[-2:])) < 1e-3
     # The first 10 ms hold no step larger than the music's own sample-to-sample steps.
     steps = np.abs(np.diff(second.audio, axis=0))
-    assert np.max(steps[: SR // 100]) <= np.quantile(steps, 0.999)
+    assert np.max(steps[: SR // 100]) <= np.max(steps[SR // 100 :])
 
 
 def test_next_clip_replays_the_overlap_on_the_same_beat_grid(engine):
@@ -264,3 +264,14 @@ def test_long_stable_stretch_modulates_only_to_a_related_key(engine):
         tonics.append(clip.state["tonic"])
     changes = [(b - a) % 12 for a, b in itertools.pairwise(tonics) if a != b]
     assert len(changes) == 1 and changes[0] in (5, 7)  # to the subdominant or the dominant
+
+
+def test_clip_starting_inside_a_held_chord_does_not_fall_silent(engine):
+    first = engine.generate(seg(-0.5, -0.6, "piano", "classical", 8.0), None, seed=2)
+    # Bar 19: the second bar of a two-bar chord in a bar where the sparse ambient lead rests.
+    state = dict(first.state, bar=19)
+    second = engine.generate(
+        seg(-0.5, -0.6, "strings", "soundtrack", 12.0, 1), Continuation(first.audio, SR, state), seed=3
+    )
+    windows = second.audio[: 12 * SR].reshape(-1, SR // 2, 2)
+    assert min(rms_db(w) for w in windows) > -50.0

@@ -303,6 +303,7 @@ class Composer:
         self.duration = duration_s
         self.cancel = cancel
         self.notes: list[Note] = []
+        self.chord_bars = style.bars_per_chord  # bars left in the current chord
         self.arousal = arousal01
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -436,7 +437,7 @@ class Composer:
         a = self.arousal
         if figure == "pad":
             if new_chord:
-                dur = bar_beats * self.style.bars_per_chord
+                dur = bar_beats * self.chord_bars
                 for p in voicing:
                     self._add("accomp", inst, t0, t0 + dur * spb * 0.98, p, vel + 6)
             return
@@ -522,7 +523,7 @@ class Composer:
         if kind == "root":
             if a < 0.35:
                 if new_chord:
-                    dur = BEATS_PER_BAR * self.style.bars_per_chord
+                    dur = BEATS_PER_BAR * self.chord_bars
                     self._add("bass", inst, t0, t0 + dur * spb * 0.97, root, vel)
             else:
                 fifth = nearest([classes[2]], root + 7, root, root + 12)
@@ -554,7 +555,7 @@ class Composer:
             return
         if self.arousal > 0.7 and self.style.accomp not in ("pad", "block"):
             return
-        dur = BEATS_PER_BAR * self.style.bars_per_chord * spb
+        dur = BEATS_PER_BAR * self.chord_bars * spb
         vel = self.f.velocity - 22
         for p in voicing[:3]:
             self._add("pad", self.layers.pad, t0, t0 + dur * 0.99, p + 12 if p < 55 else p, vel)
@@ -622,7 +623,7 @@ class Composer:
                 raise GenerationCancelled("clip generation cancelled")
             tempo = tempo_start + (tempo_end - tempo_start) * min(1.0, (i + 1) / n_bars)
             spb = 60.0 / tempo
-            self._bar(t, spb)
+            self._bar(t, spb, first=i == 0)
             t += BEATS_PER_BAR * spb
             st.bar += 1
             st.tempo = tempo
@@ -630,9 +631,13 @@ class Composer:
         st.next_bar_s = t - self.duration
         return self.notes, st
 
-    def _bar(self, t0: float, spb: float) -> None:
+    def _bar(self, t0: float, spb: float, first: bool = False) -> None:
         st = self.state
         degree, pos, new_chord, cadence = self._chord_degree(st.bar)
+        # Held layers sound from a chord's first bar, and from a clip's first new bar even when
+        # its chord began in the previous clip (else that bar would fall silent).
+        self.chord_bars = self.style.bars_per_chord - st.bar % self.style.bars_per_chord
+        sound_chord = new_chord or first
         dominant = st.mode in MINOR_MODES and degree == 4 and pos in (3, 6, 7) and self.f.tension > 0.3
         ext = self._extensions(degree, cadence)
         classes = chord_classes(st.tonic, st.mode, degree, ext, dominant)
@@ -648,9 +653,9 @@ class Composer:
         next_root = chord_classes(st.tonic, st.mode, next_degree, 0, False)[0]
         root = nearest([classes[0]], st.bass, 36, 50)
         self._melody(t0, spb, classes[:3], pos)
-        self._accomp(t0, spb, voicing, root, float(BEATS_PER_BAR), new_chord)
-        self._bass(t0, spb, classes[0], classes, next_root, new_chord)
-        self._pad(t0, spb, voicing, new_chord)
+        self._accomp(t0, spb, voicing, root, float(BEATS_PER_BAR), sound_chord)
+        self._bass(t0, spb, classes[0], classes, next_root, sound_chord)
+        self._pad(t0, spb, voicing, sound_chord)
         self._drums(t0, spb, pos)
 
 

@@ -145,10 +145,11 @@ def revoice(note: Note, layers: Layers) -> Note:
     """A carried note played by this clip's instrument of its layer (octave-shifted into range).
 
     While the chain crossfades, the previous clip's instrument fades out on the same notes as
-    this clip's instrument fades in: the timbre morphs instead of switching.
+    this clip's instrument fades in: the timbre morphs instead of switching. A note already
+    sounding at the clip start keeps its voice (its attack lies in the previous clip).
     """
     inst = getattr(layers, note.layer, None)
-    if inst is None:  # drums keep their kit piece
+    if inst is None or note.start < 0:  # drums keep their kit piece
         return note
     pitch = note.pitch
     while pitch < inst.low:
