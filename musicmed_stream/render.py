@@ -419,7 +419,10 @@ def _open_folder(out: Path, key: dict[str, Any], force: bool) -> dict[str, Any]:
         for index in old.get("clips", {}):
             for path in _clip_paths(out, int(index)):
                 path.unlink(missing_ok=True)
-    _write_manifest(out, fresh)
+    try:
+        _write_manifest(out, fresh)
+    except OSError as exc:
+        raise RenderError(f"cannot write to output folder {out}: {exc.strerror or exc}") from exc
     return fresh
 
 
