@@ -224,9 +224,13 @@ function draw() {
   ctx.fillStyle = color("--muted");
   ctx.font = `${Math.round(size / 40)}px sans-serif`;
   ctx.textAlign = "center"; ctx.textBaseline = "middle";
+  // A faint dot at each emotion's exact point, its name just above, clear of the path markers.
   for (const e of labels) {
     const [x, y] = toCanvas(e.valence, e.arousal, size);
-    ctx.fillText(e.name, x, y);
+    ctx.globalAlpha = 0.5;
+    ctx.beginPath(); ctx.arc(x, y, 1.8, 0, 2 * Math.PI); ctx.fill();
+    ctx.globalAlpha = 1;
+    ctx.fillText(e.name, x, y - size / 55);
   }
   ctx.font = `${Math.round(size / 48)}px sans-serif`;
   ctx.fillStyle = color("--accent");
