@@ -115,10 +115,13 @@ class ClapScorer:
 
     def score(self, audio: np.ndarray, sample_rate: int, prompt: str) -> ClapScore:
         """CLAP score of one clip against its prompt: mean over windows of 100 x cosine similarity."""
-        audio_emb = self.clip_embedding_windows(audio, sample_rate)
-        text_emb = self.text_embeddings([prompt])[0]
-        per_window = 100.0 * cosine(audio_emb, text_emb[None, :])[:, 0]
-        return ClapScore(float(per_window.mean()), tuple(float(s) for s in per_window))
+        return clap_score(self.clip_embedding_windows(audio, sample_rate), self.text_embeddings([prompt])[0])
+
+
+def clap_score(window_embeddings: np.ndarray, text_embedding: np.ndarray) -> ClapScore:
+    """Score of one clip from its window embeddings ``(n, dim)`` and its prompt's embedding ``(dim,)``."""
+    per_window = 100.0 * cosine(window_embeddings, text_embedding[None, :])[:, 0]
+    return ClapScore(float(per_window.mean()), tuple(float(s) for s in per_window))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -14,9 +14,10 @@ from musicmed_stream.audio_io import write_text_atomic
 from musicmed_stream.errors import ConfigError
 from musicmed_stream.evaluation import backends, recognition
 from musicmed_stream.evaluation.adherence import path_adherence
-from musicmed_stream.evaluation.clap import ClapScorer
+from musicmed_stream.evaluation.clap import ClapScorer, clap_score
 from musicmed_stream.evaluation.comfort import comfort_report
 from musicmed_stream.evaluation.features import estimate_va, extract_features
+from musicmed_stream.evaluation.report import write_report
 from musicmed_stream.evaluation.run import Run, load_run
 from musicmed_stream.evaluation.speed import speed_metrics
 from musicmed_stream.planner.types import VA
@@ -141,10 +142,7 @@ def evaluate_run(
     if scorer is not None:
         windows = [scorer.clip_embedding_windows(c.audio, c.sample_rate) for c in run.clips]
         prompts = scorer.text_embeddings([c.prompt for c in run.clips])
-        clap_scores = [
-            float((100.0 * backends.cosine(w, p[None, :])).mean())
-            for w, p in zip(windows, prompts, strict=True)
-        ]
+        clap_scores = [clap_score(w, p).score for w, p in zip(windows, prompts, strict=True)]
     comfort, short_term = comfort_report(
         run.session, run.sample_rate, [(c.start_s, c.end_s) for c in run.clips]
     )
@@ -189,8 +187,6 @@ def evaluate_run(
     }
     metrics["table"] = table_row(metrics)
     metrics = _clean(metrics)
-    from musicmed_stream.evaluation.report import write_report
-
     write_report(metrics, short_term, out, options.report_format)
     write_text_atomic(out / METRICS_FILE, json.dumps(metrics, indent=2))
     return metrics
