@@ -80,7 +80,8 @@ def test_emotions_sit_in_their_circumplex_quadrant(name, valence_sign, arousal_s
 def test_sleepy_is_low_arousal_and_calmer_than_excited():
     sleepy, _ = resolve_state("sleepy")
     excited, _ = resolve_state("excited")
-    assert sleepy.arousal < -0.5 < 0.3 < excited.arousal
+    # Published A.Mean.Sum: sleepy 3.04 (-0.49), excited 6.43 (+0.3575); the norms' arousal is compressed.
+    assert sleepy.arousal < -0.45 < 0.3 < excited.arousal
 
 
 def test_mapping_covers_every_jamendo_mood_theme_tag(jamendo_dir):
