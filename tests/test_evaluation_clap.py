@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from test_evaluation_support import SR, synth_music
 from tiny_clap import make_tiny_clap
 
-from musicmed_stream.errors import WeightsNotFoundError
+from musicmed_stream.errors import ConfigError, WeightsNotFoundError
 from musicmed_stream.evaluation import backends
 from musicmed_stream.evaluation.clap import ClapScorer, window_starts
 
@@ -91,3 +91,8 @@ def test_zero_shot_tag_scores_are_probabilities(scorer):
 def test_missing_model_says_how_to_get_it(model):
     with pytest.raises(WeightsNotFoundError, match="huggingface-cli download laion/larger_clap_music"):
         ClapScorer(model)
+
+
+def test_unusable_device_is_a_clear_error(clap_dir):
+    with pytest.raises(ConfigError, match="torch device 'no-such-device'"):
+        ClapScorer(clap_dir, device="no-such-device")

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="BACKEND[:PATH]",
         help="mood-tag recognition: features (default, no model), clap (needs --clap) or essentia:PATH",
     )
+    parser.add_argument("--device", default="cpu", help="torch device for the CLAP model (cpu, cuda, ...)")
     parser.add_argument("--top-k", type=int, default=1, help="tags predicted per clip for the Hamming score")
     parser.add_argument("--threshold", type=float, help="predict every tag scoring at least this instead")
     parser.add_argument("--format", choices=("md", "html"), default="md", help="report format")
@@ -39,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
     options = EvaluationOptions(
-        clap=args.clap, mer=args.mer, top_k=args.top_k, threshold=args.threshold, report_format=args.format
+        clap=args.clap,
+        mer=args.mer,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        report_format=args.format,
+        device=args.device,
     )
     metrics = evaluate_run(args.run_dir, options, out_dir=args.out)
     from musicmed_stream.evaluation.report import summary_rows

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicmed_stream.errors import WeightsNotFoundError
+from musicmed_stream.errors import ConfigError, WeightsNotFoundError
 
 DEFAULT_MODEL = "laion/larger_clap_music"
 
@@ -64,13 +64,17 @@ class ClapScorer:
         self.device = device
         try:
             self.processor = ClapProcessor.from_pretrained(str(model), local_files_only=True)
-            self.model = ClapModel.from_pretrained(str(model), local_files_only=True).to(device).eval()
+            self.model = ClapModel.from_pretrained(str(model), local_files_only=True).eval()
         except (OSError, ValueError) as exc:
             raise WeightsNotFoundError(
                 f"CLAP model {model!r} is not on this machine ({type(exc).__name__}); get it with "
                 f"`huggingface-cli download {DEFAULT_MODEL}` and pass --clap {DEFAULT_MODEL}, or pass "
                 "--clap with the folder of a saved ClapModel"
             ) from exc
+        try:
+            self.model = self.model.to(device)
+        except (AssertionError, RuntimeError, ValueError) as exc:  # torch asserts when CUDA is absent
+            raise ConfigError(f"cannot use torch device {device!r} for CLAP: {exc}") from exc
         extractor = self.processor.feature_extractor
         self.sample_rate = int(extractor.sampling_rate)
         self.window = int(extractor.nb_max_samples)

@@ -42,6 +42,8 @@ class EvaluationOptions:
         Predict every tag scoring at least this instead of the top k.
     report_format : str
         ``md`` or ``html``.
+    device : str
+        torch device of the CLAP model.
     """
 
     clap: str | None = None
@@ -49,6 +51,7 @@ class EvaluationOptions:
     top_k: int = 1
     threshold: float | None = None
     report_format: str = "md"
+    device: str = "cpu"
 
 
 def _finite(x: float | None) -> float | None:
@@ -130,7 +133,7 @@ def evaluate_run(
     if mer_name == "clap" and not options.clap:
         raise ConfigError("--mer clap needs a CLAP model: pass --clap ID_OR_DIR")
     run = load_run(folder)
-    scorer = ClapScorer(options.clap) if options.clap else None
+    scorer = ClapScorer(options.clap, device=options.device) if options.clap else None
     essentia = backends.EssentiaMoodTheme(mer_path or "") if mer_name == "essentia" else None
     out = Path(out_dir) if out_dir is not None else run.folder
     out.mkdir(parents=True, exist_ok=True)
