@@ -15,6 +15,7 @@ from musicmed_stream.audio_io import read_audio, write_audio
 from musicmed_stream.cli.main import main
 from musicmed_stream.evaluation import EvaluationOptions, evaluate_run, load_run
 from musicmed_stream.evaluation.compare import percent_change
+from musicmed_stream.evaluation.run import clip_offsets
 from musicmed_stream.planner import PlanSettings, plan_session
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -78,6 +79,11 @@ def test_render_clip_places_cover_the_session(synthetic_run):
     assert run.clips[-1].end_s == pytest.approx(run.session.shape[0] / run.sample_rate)
     for a, b in zip(run.clips, run.clips[1:], strict=False):
         assert a.start_s < b.start_s < a.end_s  # adjacent clips overlap in the crossfade
+
+
+def test_clip_offsets_follow_the_crossfade_rule():
+    # Overlaps: a quarter of the shorter clip, 25 frames, then 10 frames.
+    assert clip_offsets([100, 100, 40], 10) == [(0.0, 10.0), (7.5, 17.5), (16.5, 20.5)]
 
 
 def test_clap_and_clap_zero_shot_on_a_run(synthetic_run, tmp_path):

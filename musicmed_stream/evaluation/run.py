@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from musicmed_stream.audio_io import read_audio
+from musicmed_stream.chain import overlap_frames
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.planner.types import VA, Plan
 
@@ -83,17 +84,20 @@ def _read_json(path: Path) -> Any:
         raise RunError(f"cannot read {path}: {exc}") from exc
 
 
-def clip_offsets(durations_s: list[float], crossfade_fraction: float = 0.25) -> list[tuple[float, float]]:
-    """Each clip's (start, end) in a session where adjacent clips overlap by a fraction of the shorter one.
+def clip_offsets(
+    lengths: list[int], sample_rate: int, crossfade_fraction: float = 0.25
+) -> list[tuple[float, float]]:
+    """Each clip's (start, end) in seconds in a session of crossfaded clips of ``lengths`` frames.
 
-    This is the audio chain's crossfade rule; the render folder stores the clips before the
+    The overlap of adjacent clips is the audio chain's own rule
+    (:func:`musicmed_stream.chain.overlap_frames`); the render folder stores the clips before the
     chain, so their places in ``session.wav`` are reconstructed from their lengths.
     """
-    spans, start = [], 0.0
-    for i, duration in enumerate(durations_s):
-        spans.append((start, start + duration))
-        if i + 1 < len(durations_s):
-            start += duration - crossfade_fraction * min(duration, durations_s[i + 1])
+    spans, start = [], 0
+    for i, length in enumerate(lengths):
+        spans.append((start / sample_rate, (start + length) / sample_rate))
+        if i + 1 < len(lengths):
+            start += length - overlap_frames(length, lengths[i + 1], crossfade_fraction)
     return spans
 
 
@@ -121,7 +125,10 @@ def load_render(folder: Path) -> Run:
     fraction = (
         float(info.get("chain", {}).get("crossfade_fraction", 0.25)) if isinstance(info, dict) else 0.25
     )
-    spans = clip_offsets([a.shape[0] / r for a, r in clip_audio], fraction)
+    rates = {r for _, r in clip_audio}
+    if len(rates) != 1:
+        raise RunError(f"clips in {folder / 'clips'} have different sample rates: {sorted(rates)}")
+    spans = clip_offsets([a.shape[0] for a, _ in clip_audio], rates.pop(), fraction)
     scale = (session.shape[0] / sr) / spans[-1][1] if spans and spans[-1][1] > 0 else 1.0
     clips = tuple(
         ClipRecord(
