@@ -340,3 +340,24 @@ def test_commands_without_a_session_and_bad_requests_are_clear_errors(tmp_path: 
         assert d.status()["state"] == "idle"
 
     run_with(daemon, body)
+
+
+def test_same_seed_and_config_play_the_same_samples(tmp_path: Path) -> None:
+    def play(folder: Path) -> np.ndarray:
+        folder.mkdir()
+        daemon = make_daemon(folder, speed=4.0, **{"session.minutes": 0.15})
+
+        async def body(d: Daemon, queue: asyncio.Queue[Event]) -> None:
+            await d.start_session(StartOptions("tense", "calm", seed=21))
+            await collect_until(queue, "session_ended", [])
+
+        run_with(daemon, body)
+        if daemon.sink.counters()[0]:  # a starved feeder thread is not the daemon's doing
+            pytest.skip("the machine was too busy to keep pace (sink underruns)")
+        audio = recording(folder)
+        loud = np.flatnonzero(np.abs(audio).max(axis=1) > 0)
+        return audio[loud[0] : loud[-1] + 1]
+
+    first, second = play(tmp_path / "a"), play(tmp_path / "b")
+    assert len(first) > 5 * SR
+    np.testing.assert_array_equal(first, second)

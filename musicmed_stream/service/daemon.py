@@ -99,6 +99,7 @@ class Session:
     final: bool = False  # (lock) no more clips will come: do not bridge, end when the timeline is empty
     end_reason: str = "finished"
     end_marked: bool = False  # (lock)
+    flush_blocks: int = 1  # (lock) blocks to process after the last clip
     current: dict[str, Any] | None = None  # tag of the clip the sink is playing
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     producer: asyncio.Task[None] | None = None
@@ -378,7 +379,9 @@ class Daemon:
             # Only silence is queued when nothing played: the first clip may skip the queue.
             self._flush_silence = self._session is None and not self.timeline.voices
             self.timeline.clear()
+            self._processor.reset()  # same seed, same samples: no filter state from an earlier session
             session.timeline_start = self.timeline.position
+            session.flush_blocks = -(-self._processor.latency // self.block_size) + 1
             self._paused = False
             self._pause.set(1.0)
             self._session = session
@@ -605,11 +608,17 @@ class Daemon:
                 self._bridge(session, "next clip not ready in time")
         for voice, offset in self.timeline.render(block):
             self._markers.append(Marker(frame + offset, "voice", voice.tag, voice.start))
-        if session is not None and session.final and not session.end_marked and not self.timeline.voices:
-            session.end_marked = True
-            self._markers.append(Marker(frame + block.shape[0], "end"))
-        if session is not None:
+        if session is not None and not session.end_marked:
             block[:] = self._processor.process(block)
+            if session.final and not self.timeline.voices:
+                # Past the last clip: a few more blocks empty the limiter's look-ahead, then the
+                # session ends and the block path rests (a fixed count, so endings are reproducible).
+                session.flush_blocks -= 1
+                if session.flush_blocks < 0:
+                    session.end_marked = True
+                    self._markers.append(Marker(frame + block.shape[0], "end"))
+        elif session is not None:
+            block[:] = 0.0
         self._pause.apply(block)
         self._volume.apply(block)
         return flush
