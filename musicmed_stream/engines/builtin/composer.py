@@ -428,86 +428,90 @@ class Composer:
             self._add("lead", inst, start, start + length * spb, pitch, velocity)
             st.melody = pitch
 
-    def _accomp(
-        self, t0: float, spb: float, voicing: list[int], root: int, bar_beats: float, new_chord: bool
+    def _accomp(self, t0: float, spb: float, voicing: list[int], root: int, sound_chord: bool) -> None:
+        """The accompaniment figure of the style for one bar."""
+        figure = getattr(self, f"_figure_{self.style.accomp}", None)
+        if figure is None:
+            raise ConfigError(f"unknown accompaniment figure {self.style.accomp!r}")
+        figure(t0, spb, voicing, root, self.f.velocity - 14, sound_chord)
+
+    def _chord(
+        self, start: float, end: float, voicing: list[int], velocity: float, spread: float = 0.0
     ) -> None:
-        inst = self.layers.accomp
-        figure = self.style.accomp
-        vel = self.f.velocity - 14
-        a = self.arousal
-        if figure == "pad":
-            if new_chord:
-                dur = bar_beats * self.chord_bars
-                for p in voicing:
-                    self._add("accomp", inst, t0, t0 + dur * spb * 0.98, p, vel + 6)
-            return
-        if figure == "block":
-            hits = (0.0, 2.0) if a < 0.55 else (0.0, 1.0, 2.0, 3.0)
-            for beat in hits:
-                length = (2.0 if len(hits) == 2 else 0.9) * self.f.articulation
-                for p in voicing:
-                    self._add(
-                        "accomp",
-                        inst,
-                        t0 + beat * spb,
-                        t0 + (beat + length) * spb,
-                        p,
-                        vel - (0 if beat == 0 else 5),
-                    )
-            return
-        if figure == "arpeggio":
-            tones = [root, *voicing, voicing[0] + 12]
-            order = [0, 1, 2, 3, 4, 3, 2, 1]
-            step = 0.5 if a > 0.3 else 1.0
-            for i, beat in enumerate(np.arange(0.0, bar_beats, step)):
-                p = tones[order[i % len(order)] % len(tones)]
-                start = t0 + self._swing(float(beat)) * spb + self._jitter()
-                ring = (bar_beats - beat) * spb  # sustain pedal: ring to the bar end
-                self._add("accomp", inst, start, start + ring, p, vel + (4 if beat == 0 else 0))
-            return
-        if figure == "fingerpick":
-            fifth = root + 7
-            pattern = [root, voicing[-1], voicing[1], voicing[-1], fifth, voicing[-1], voicing[1], voicing[0]]
-            for i, beat in enumerate(np.arange(0.0, bar_beats, 0.5)):
-                start = t0 + self._swing(float(beat)) * spb + self._jitter()
-                self._add(
-                    "accomp", inst, start, start + 1.5 * spb, pattern[i % 8], vel + (5 if i % 4 == 0 else 0)
-                )
-            return
-        if figure == "comp":
-            hits = ((0.0, 1.2), (1.5, 0.9)) if a < 0.5 else ((0.0, 0.9), (1.5, 0.6), (2.5, 0.6), (3.5, 0.4))
-            for beat, length in hits:
-                start = t0 + self._swing(beat) * spb + self._jitter()
-                for p in voicing:
-                    self._add("accomp", inst, start, start + length * spb, p, vel - 2)
-            return
-        if figure == "strum":
-            hits = (0.0, 1.5, 2.5, 3.0) if a < 0.6 else (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
-            for beat in hits:
-                start = t0 + beat * spb + self._jitter()
-                down = beat % 1 == 0
-                order = voicing if down else voicing[::-1]
-                for k, p in enumerate(order):
-                    s = start + 0.012 * k
-                    self._add(
-                        "accomp",
-                        inst,
-                        s,
-                        start + 0.9 * spb * self.f.articulation,
-                        p,
-                        vel - (0 if down else 8),
-                    )
-            return
-        if figure == "pulse":
-            step = 0.5 if a > 0.35 else 1.0
-            for beat in np.arange(0.0, bar_beats, step):
-                start = t0 + float(beat) * spb
-                for p in voicing:
-                    self._add(
-                        "accomp", inst, start, start + step * 0.6 * spb, p, vel - (0 if beat % 1 == 0 else 6)
-                    )
-            return
-        raise ConfigError(f"unknown accompaniment figure {figure!r}")
+        for k, p in enumerate(voicing):
+            self._add("accomp", self.layers.accomp, start + spread * k, end, p, velocity)
+
+    def _figure_pad(
+        self, t0: float, spb: float, voicing: list[int], root: int, vel: int, sound: bool
+    ) -> None:
+        """Held chords (ambient, soundtrack)."""
+        if sound:
+            self._chord(t0, t0 + BEATS_PER_BAR * self.chord_bars * spb * 0.98, voicing, vel + 6)
+
+    def _figure_block(
+        self, t0: float, spb: float, voicing: list[int], root: int, vel: int, sound: bool
+    ) -> None:
+        """Half-note chords, quarter-note chords when aroused (pop, chillout)."""
+        hits = (0.0, 2.0) if self.arousal < 0.55 else (0.0, 1.0, 2.0, 3.0)
+        length = (2.0 if len(hits) == 2 else 0.9) * self.f.articulation
+        for beat in hits:
+            self._chord(t0 + beat * spb, t0 + (beat + length) * spb, voicing, vel - (0 if beat == 0 else 5))
+
+    def _figure_arpeggio(
+        self, t0: float, spb: float, voicing: list[int], root: int, vel: int, sound: bool
+    ) -> None:
+        """Broken chords up and down from the bass, pedalled to the bar end (classical, new age)."""
+        tones = [root, *voicing, voicing[0] + 12]
+        order = [0, 1, 2, 3, 4, 3, 2, 1]
+        step = 0.5 if self.arousal > 0.3 else 1.0
+        for i, beat in enumerate(np.arange(0.0, BEATS_PER_BAR, step)):
+            p = tones[order[i % len(order)] % len(tones)]
+            start = t0 + self._swing(float(beat)) * spb + self._jitter()
+            ring = (BEATS_PER_BAR - beat) * spb
+            self._add("accomp", self.layers.accomp, start, start + ring, p, vel + (4 if beat == 0 else 0))
+
+    def _figure_fingerpick(
+        self, t0: float, spb: float, voicing: list[int], root: int, vel: int, sound: bool
+    ) -> None:
+        """Travis-style thumb bass (root, fifth) under alternating upper strings (folk, world)."""
+        pattern = [root, voicing[-1], voicing[1], voicing[-1], root + 7, voicing[-1], voicing[1], voicing[0]]
+        for i, beat in enumerate(np.arange(0.0, BEATS_PER_BAR, 0.5)):
+            start = t0 + self._swing(float(beat)) * spb + self._jitter()
+            accent = 5 if i % 4 == 0 else 0
+            self._add("accomp", self.layers.accomp, start, start + 1.5 * spb, pattern[i % 8], vel + accent)
+
+    def _figure_comp(
+        self, t0: float, spb: float, voicing: list[int], root: int, vel: int, sound: bool
+    ) -> None:
+        """Syncopated, swung chord stabs (jazz, lounge, blues)."""
+        if self.arousal < 0.5:
+            hits: tuple[tuple[float, float], ...] = ((0.0, 1.2), (1.5, 0.9))
+        else:
+            hits = ((0.0, 0.9), (1.5, 0.6), (2.5, 0.6), (3.5, 0.4))
+        for beat, length in hits:
+            start = t0 + self._swing(beat) * spb + self._jitter()
+            self._chord(start, start + length * spb, voicing, vel - 2)
+
+    def _figure_strum(
+        self, t0: float, spb: float, voicing: list[int], root: int, vel: int, sound: bool
+    ) -> None:
+        """Down/up strums, 12 ms between strings (rock)."""
+        hits = (0.0, 1.5, 2.5, 3.0) if self.arousal < 0.6 else (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
+        for beat in hits:
+            start = t0 + beat * spb + self._jitter()
+            down = beat % 1 == 0
+            order = voicing if down else voicing[::-1]
+            end = start + 0.9 * spb * self.f.articulation
+            self._chord(start, end, order, vel - (0 if down else 8), spread=0.012)
+
+    def _figure_pulse(
+        self, t0: float, spb: float, voicing: list[int], root: int, vel: int, sound: bool
+    ) -> None:
+        """Staccato repeated chords on the grid (electronic)."""
+        step = 0.5 if self.arousal > 0.35 else 1.0
+        for beat in np.arange(0.0, BEATS_PER_BAR, step):
+            start = t0 + float(beat) * spb
+            self._chord(start, start + step * 0.6 * spb, voicing, vel - (0 if beat % 1 == 0 else 6))
 
     def _bass(
         self, t0: float, spb: float, root_pc: int, classes: list[int], next_root_pc: int, new_chord: bool
@@ -653,7 +657,7 @@ class Composer:
         next_root = chord_classes(st.tonic, st.mode, next_degree, 0, False)[0]
         root = nearest([classes[0]], st.bass, 36, 50)
         self._melody(t0, spb, classes[:3], pos)
-        self._accomp(t0, spb, voicing, root, float(BEATS_PER_BAR), sound_chord)
+        self._accomp(t0, spb, voicing, root, sound_chord)
         self._bass(t0, spb, classes[0], classes, next_root, sound_chord)
         self._pad(t0, spb, voicing, sound_chord)
         self._drums(t0, spb, pos)
