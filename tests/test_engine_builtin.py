@@ -275,3 +275,14 @@ def test_clip_starting_inside_a_held_chord_does_not_fall_silent(engine):
     )
     windows = second.audio[: 12 * SR].reshape(-1, SR // 2, 2)
     assert min(rms_db(w) for w in windows) > -50.0
+
+
+def test_mood_words_of_the_prompt_nudge_the_music(engine):
+    def clip(mood: str) -> Clip:
+        segment = Segment(0, 0.0, 6.0, 0.2, 0.1, "content", mood, "piano", "pop")
+        return engine.generate(segment, None, seed=4)
+
+    slow, fast, plain, unknown = clip("slow"), clip("fast"), clip("calm"), clip("not-a-mood-tag")
+    assert slow.state["tempo"] < plain.state["tempo"] < fast.state["tempo"]
+    assert rms_db(clip("soft").audio) < rms_db(plain.audio) - 1.0
+    assert np.array_equal(unknown.audio, plain.audio)  # words without a musical meaning change nothing

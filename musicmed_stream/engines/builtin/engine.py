@@ -27,6 +27,7 @@ from musicmed_stream.engines.builtin.composer import (
 )
 from musicmed_stream.engines.builtin.mapping import (
     Features,
+    apply_mood,
     features_for,
     resolve_instrument,
     resolve_style,
@@ -109,6 +110,7 @@ class BuiltinEngine:
         style = resolve_style(segment.genre)
         inst_name, lead, percussive = resolve_instrument(segment.instrument)
         features = features_for(segment.valence, segment.arousal, style.tempo_factor)
+        features = apply_mood(features, *dict.fromkeys((segment.mood, segment.emotion)))
         prev = _previous_state(previous)
         if prev is None:
             state = initial_state(features, seed, duration)

@@ -9,7 +9,7 @@ consonance (harmonic tension) and register. ``docs/builtin_engine.md`` holds the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Modes ordered from darkest to brightest; neighbours differ by exactly one scale degree, so a
 # step along this list is a gentle modal mixture rather than a change of key.
@@ -79,6 +79,69 @@ def features_for(valence: float, arousal: float, tempo_factor: float = 1.0) -> F
         reverb_room=0.88 - 0.3 * a,
         reverb_wet=0.34 - 0.14 * a,
     )
+
+
+@dataclass(frozen=True)
+class MoodNudge:
+    """How a mood/theme word of the prompt adjusts the features its coordinates gave."""
+
+    tempo: float = 1.0  # factor
+    velocity: int = 0  # MIDI velocity offset
+    reverb: float = 0.0  # added to the wet level (and a little to the room)
+    brightness: float = 1.0  # cut-off factor
+    articulation: float = 0.0  # added to the sounding fraction
+    density: float = 1.0  # factor on lead notes per beat
+
+
+# MTG-Jamendo mood/theme tags that name a musical property beyond valence and arousal.
+MOOD_NUDGES: dict[str, MoodNudge] = {
+    "slow": MoodNudge(tempo=0.9, density=0.8),
+    "fast": MoodNudge(tempo=1.1, density=1.2),
+    "soft": MoodNudge(velocity=-8, brightness=0.8),
+    "mellow": MoodNudge(velocity=-5, brightness=0.8, articulation=0.05),
+    "heavy": MoodNudge(velocity=6, brightness=0.9),
+    "powerful": MoodNudge(velocity=8),
+    "dream": MoodNudge(reverb=0.08),
+    "space": MoodNudge(reverb=0.1, brightness=0.9),
+    "soundscape": MoodNudge(reverb=0.1, density=0.7),
+    "ambiental": MoodNudge(reverb=0.08, density=0.8),
+    "deep": MoodNudge(reverb=0.06, brightness=0.85),
+    "meditative": MoodNudge(tempo=0.92, reverb=0.08, density=0.7),
+    "nature": MoodNudge(reverb=0.05, density=0.85),
+    "ballad": MoodNudge(tempo=0.95, articulation=0.05),
+    "romantic": MoodNudge(reverb=0.03, articulation=0.05),
+    "love": MoodNudge(reverb=0.03, articulation=0.05),
+    "children": MoodNudge(brightness=1.15, articulation=-0.1),
+    "fun": MoodNudge(articulation=-0.1),
+    "funny": MoodNudge(articulation=-0.12),
+    "groovy": MoodNudge(articulation=-0.05),
+    "epic": MoodNudge(velocity=6, reverb=0.05),
+    "trailer": MoodNudge(velocity=6, reverb=0.05),
+    "dramatic": MoodNudge(velocity=4, reverb=0.04),
+    "horror": MoodNudge(reverb=0.1, brightness=0.8),
+    "party": MoodNudge(tempo=1.05),
+    "sport": MoodNudge(tempo=1.05),
+    "upbeat": MoodNudge(tempo=1.05, articulation=-0.05),
+}
+
+
+def apply_mood(features: Features, *words: str) -> Features:
+    """Adjust ``features`` by the mood/theme words of the prompt (unknown words change nothing)."""
+    for word in words:
+        nudge = MOOD_NUDGES.get(_clean(word))
+        if nudge is None:
+            continue
+        features = replace(
+            features,
+            tempo_bpm=min(140.0, max(50.0, features.tempo_bpm * nudge.tempo)),
+            velocity=min(110, max(30, features.velocity + nudge.velocity)),
+            reverb_wet=min(0.45, max(0.1, features.reverb_wet + nudge.reverb)),
+            reverb_room=min(0.95, max(0.3, features.reverb_room + nudge.reverb / 2)),
+            brightness_hz=min(16000.0, max(800.0, features.brightness_hz * nudge.brightness)),
+            articulation=min(1.0, max(0.45, features.articulation + nudge.articulation)),
+            density=min(2.2, max(0.35, features.density * nudge.density)),
+        )
+    return features
 
 
 def step_mode(previous: str, target: str) -> str:
