@@ -80,6 +80,14 @@ class Template:
     wave: np.ndarray
     loop: bool
 
+    def __post_init__(self) -> None:
+        self.wave.flags.writeable = False  # shared through the cache by every clip and thread
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
 
 # --- spectral envelopes ----------------------------------------------------------------------
 
@@ -117,7 +125,7 @@ def _fast_sizes(low: int, high: int) -> np.ndarray:
         for c in range(int(math.log(high, 5)) + 1)
         if low <= 2**a * 3**b * 5**c <= high
     ]
-    return np.array(sorted(sizes), dtype=np.int64)
+    return _frozen(np.array(sorted(sizes), dtype=np.int64))
 
 
 def _loop_length(f0: float, sr: int, seconds: float) -> tuple[int, int]:
@@ -415,12 +423,12 @@ class TemplateCache:
 @functools.cache
 def _release_curve(length: int) -> np.ndarray:
     """Release ramp 1 -> 0 (raised cosine): no click at the note end."""
-    return (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, length))).astype(np.float32)
+    return _frozen((0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, length))).astype(np.float32))
 
 
 @functools.cache
 def _attack_curve(length: int) -> np.ndarray:
-    return (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, length))).astype(np.float32)
+    return _frozen((0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, length))).astype(np.float32))
 
 
 def add_note(
@@ -505,4 +513,4 @@ def drum_sample(name: str, sr: int) -> np.ndarray:
         raise KeyError(name)
     fade = round(0.01 * sr)
     wave[-fade:] *= np.linspace(1.0, 0.0, fade)
-    return (_normalize(wave)).astype(np.float32)
+    return _frozen(_normalize(wave).astype(np.float32))
