@@ -198,6 +198,17 @@ def test_cancel_raises(engine):
         engine.generate(seg(), None, seed=0, cancel=cancel)
 
 
+def test_cancel_during_generation_stops_it(engine):
+    cancel = threading.Event()
+    timer = threading.Timer(0.01, cancel.set)
+    timer.start()
+    try:
+        with pytest.raises(GenerationCancelled):  # a 10-minute clip takes far longer than 10 ms
+            engine.generate(seg(0.5, 0.9, "piano", "rock", 600.0), None, seed=0, cancel=cancel)
+    finally:
+        timer.cancel()
+
+
 def test_bad_input_is_a_clear_error(engine):
     with pytest.raises(ConfigError, match="valence"):
         engine.generate(seg(valence=float("nan")), None, seed=0)
