@@ -1,7 +1,7 @@
 """The method's audio post-processing, usable clip by clip and block by block.
 
 Clip level, before a clip is queued: :func:`prepare_clip` (:func:`trim_silence` ->
-:func:`normalize_loudness` -> :func:`denoise`) and :func:`conditioning_tail` (what the next clip
+:func:`denoise` -> :func:`normalize_loudness`) and :func:`conditioning_tail` (what the next clip
 is conditioned on). Block level, on the way to the sink: :class:`Crossfader` (equal-power,
 quarter-clip overlap) -> :class:`BlockProcessor` (high-pass, true-peak limiter). The offline
 render uses the same objects through :class:`SessionMixer` / :func:`process_session`.

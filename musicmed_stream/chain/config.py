@@ -33,8 +33,8 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
 class ChainConfig:
     """Every setting of the post-processing chain (the method's clip preparation and output stage).
 
-    Clip level (:func:`~musicmed_stream.chain.prepare_clip`): silence trim -> loudness
-    normalization -> spectral-gating denoise. Block level
+    Clip level (:func:`~musicmed_stream.chain.prepare_clip`): silence trim -> spectral-gating
+    denoise -> loudness normalization. Block level
     (:class:`~musicmed_stream.chain.Crossfader`, :class:`~musicmed_stream.chain.BlockProcessor`):
     equal-power crossfade -> high-pass -> true-peak limiter.
 
