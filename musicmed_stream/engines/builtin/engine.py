@@ -252,7 +252,12 @@ def render_notes(
             template = _CACHE.get(note.voice, note.pitch, sr)
         length = max(1, round((note.end - note.start) * sr))
         offset = (abs(start) * 31 + note.pitch * 1031) % template.wave.shape[0] if template.loop else 0
-        add_note(buses[note.layer], template, model, start, length, gain, sr, offset=offset)
+        # Short notes on slow-speaking voices (strings, pads) still reach their level and stop
+        # cleanly: the envelope shrinks with the note.
+        seconds = note.end - note.start
+        attack = min(model.attack_s, 0.3 * seconds)
+        release = min(model.release_s, max(0.08, 0.6 * seconds))
+        add_note(buses[note.layer], template, model, start, length, gain, sr, attack, release, offset)
     _check_cancel(cancel)
     mix = np.zeros((2, frames), dtype=np.float32)
     for name, bus in buses.items():
