@@ -140,8 +140,11 @@ def run_one(size: str, impl: str, args: argparse.Namespace) -> dict:
             i, i * args.clip_seconds, args.clip_seconds, 0.5, -0.3, "calmness", "calm", "piano", "ambient"
         )
 
-    # Warm-up (kernels, graphs, allocator), not counted.
-    engine.generate(Segment(0, 0, 2.0, 0, 0, "calmness", "calm", "piano", "ambient"), None, seed=0)
+    # Warm-up (kernels, graphs, compilation, allocator; with and without audio prompt), not counted.
+    short = Segment(0, 0.0, 2.0, 0.5, -0.3, "calmness", "calm", "piano", "ambient")
+    engine.generate(short, None, seed=0)
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, (int(args.tail_seconds * 32000), 1))
+    engine.generate(short, Continuation(noise.astype(np.float32), 32000), seed=0)
     sync(loaded.device)
 
     times, previous = [], None
