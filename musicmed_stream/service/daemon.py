@@ -267,6 +267,7 @@ class Daemon:
             session.final = False
             if session.cancel is not None:
                 session.cancel.set()
+        log.info("re-targeted to %s from segment %d", label, from_index)
         self._emit("plan_changed", {"from_index": from_index, "plan": plan.to_dict(), "reason": "target"})
         return {"from_index": from_index, "plan": plan.to_dict()}
 
@@ -323,7 +324,7 @@ class Daemon:
             await asyncio.wait_for(session.ended.wait(), timeout=fade + 5.0)
 
     async def set_volume(self, volume: float) -> None:
-        if not isinstance(volume, int | float) or not 0.0 <= volume <= 1.0:
+        if isinstance(volume, bool) or not isinstance(volume, int | float) or not 0.0 <= volume <= 1.0:
             raise SessionError(f"volume must be within 0..1, got {volume!r}")
         self._volume.set(float(volume))
         self._emit("volume", {"volume": float(volume)})
@@ -385,7 +386,15 @@ class Daemon:
             self._paused = False
             self._pause.set(1.0)
             self._session = session
-        self._emit("session_started", {"session_id": session.session_id, "plan": session.plan.to_dict()})
+        plan = session.plan
+        log.info(
+            "session %s: %s -> %s, %d segments",
+            session.session_id,
+            plan.start_label,
+            plan.target_label,
+            len(plan.segments),
+        )
+        self._emit("session_started", {"session_id": session.session_id, "plan": plan.to_dict()})
         session.producer = asyncio.create_task(self._produce(session), name=f"producer-{session.session_id}")
 
     def _require_session(self) -> Session:
@@ -683,6 +692,7 @@ class Daemon:
                 self._session = None
                 self.timeline.clear()
         session.ended.set()
+        log.info("session %s ended (%s) after %.1f s", session.session_id, reason, played)
         self._emit("session_ended", {"reason": reason, "played_s": played})
         if self.state_dir is not None:
             self._io_pool.submit(self._clear_state)
