@@ -237,8 +237,9 @@ def _decaying_partials(voice: str, f0: float, sr: int, rng: np.random.Generator)
             decays = np.clip(3.5 * low, 0.8, 14.0) / (1.0 + 0.22 * (k - 1) * (f0 / 261.63) ** 0.4)
         else:
             ratios = k
-            amps = np.where(k == 1, 1.0, 0.35 * k**-2.2) * _lowpass_gain(k * f0, 2500.0)
-            decays = np.clip(2.6 * low, 0.6, 8.0) / (1.0 + 1.2 * (k - 1))
+            # Tine and pickup: a strong fundamental, a "bark" of low harmonics that fades fast.
+            amps = np.where(k == 1, 1.0, 0.55 * k**-1.4) * _lowpass_gain(k * f0, 3500.0)
+            decays = np.clip(2.6 * low, 0.6, 8.0) / (1.0 + 0.9 * (k - 1))
             ratios = np.append(ratios, [7.0, 10.0])  # tine "ping"
             amps = np.append(amps, [0.04, 0.02])
             decays = np.append(decays, [0.12, 0.08])
