@@ -135,3 +135,11 @@ def test_more_programs_than_channels_switch_program_per_note(tmp_path):
     write_session_midi(path, [(0.0, notes)])
     got = read_notes(path)
     assert [(n[2], n[4]) for n in got] == [(60 + i, i) for i in range(20)]
+
+
+def test_one_program_on_two_layers_shares_one_track(tmp_path):
+    path = tmp_path / "s.mid"
+    write_session_midi(path, [(0.0, [note(0, 1, 72, 0, channel=0), note(0, 1, 48, 0, channel=1)])])
+    midi = mido.MidiFile(path)
+    assert len(midi.tracks) == 2  # conductor + one piano track
+    assert [(n[2], n[4]) for n in read_notes(path)] == [(48, 0), (72, 0)]

@@ -34,21 +34,25 @@ def _check_note(note: dict[str, Any], where: str) -> tuple[float, float, int, in
     return start, end, pitch, min(127, max(1, velocity)), program, channel
 
 
-def _assign_channels(parts: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    """MIDI channel for each ``(channel, program)`` part: distinct programs get distinct channels.
+def _part(channel: int, program: int) -> tuple[int, int]:
+    """The track a note belongs to: the drum kit, or one melodic program (whatever its layer)."""
+    return (DRUM_CHANNEL, 0) if channel == DRUM_CHANNEL else (-1, program)
 
-    Drums stay on channel 10 (index 9). When more melodic programs occur than there are
-    channels, the remaining parts fall back to their own channel (with a program change).
+
+def _assign_channels(parts: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """MIDI channel of each part: drums on channel 10 (index 9), one channel per program.
+
+    Beyond 15 melodic programs, later parts share channels round-robin and switch program
+    before each note.
     """
     assigned: dict[tuple[int, int], int] = {}
-    free = list(MELODIC_CHANNELS)
-    for channel, program in parts:
-        if channel == DRUM_CHANNEL:
-            assigned[(channel, program)] = DRUM_CHANNEL
-        elif free:
-            assigned[(channel, program)] = free.pop(0)
+    melodic = 0
+    for part in parts:
+        if part[0] == DRUM_CHANNEL:
+            assigned[part] = DRUM_CHANNEL
         else:
-            assigned[(channel, program)] = channel
+            assigned[part] = MELODIC_CHANNELS[melodic % len(MELODIC_CHANNELS)]
+            melodic += 1
     return assigned
 
 
@@ -57,10 +61,11 @@ def session_midi(
 ) -> mido.MidiFile:
     """Build a type-1 MIDI file from ``[(clip_offset_s, notes), ...]`` (pure, no I/O).
 
-    One track per ``(channel, program)`` part, named after it, with its program change; note
-    times are clip offset plus note time, at ``tempo_bpm`` (120 if ``None``). Notes before the
-    session start are clipped to 0. Overlapping notes of the same pitch on one part (a note
-    replayed by the next clip) are merged.
+    One track per General MIDI program (every note's ``channel`` 9 is the drum kit, on MIDI
+    channel 10), named after it, with its program change; note times are clip offset plus note
+    time, at ``tempo_bpm`` (120 if ``None``). Notes before the session start are clipped to 0.
+    Overlapping notes of the same pitch on one track (e.g. a note replayed by the next clip) are
+    merged.
     """
     bpm = DEFAULT_TEMPO_BPM if tempo_bpm is None else float(tempo_bpm)
     if not (math.isfinite(bpm) and 10.0 <= bpm <= 400.0):
@@ -74,7 +79,7 @@ def session_midi(
             start, end, pitch, velocity, program, channel = _check_note(note, f"clip {i}")
             on = max(0, round((offset + start) * ticks_per_second))
             off = max(on + 1, round((offset + end) * ticks_per_second))
-            parts.setdefault((channel, program), []).append((on, off, pitch, velocity))
+            parts.setdefault(_part(channel, program), []).append((on, off, pitch, velocity))
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
