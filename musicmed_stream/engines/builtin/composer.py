@@ -38,6 +38,7 @@ PITCH_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 # Comfortable keys for a first clip.
 START_TONICS = (0, 2, 3, 5, 7, 9, 10)
 MODULATE_EVERY = 6  # clips between modulations to the dominant/subdominant at a stable emotion
+INTERLUDE_EVERY = 4  # every 4th period the melody rests over the accompaniment
 
 LAYER_CHANNELS = {"lead": 0, "accomp": 1, "bass": 2, "pad": 3, "drums": 9}
 DRUM_NOTES = {"kick": 36, "rim": 37, "snare": 38, "brush": 40, "hat": 42, "shaker": 70}
@@ -360,6 +361,9 @@ class Composer:
     # -- layers ------------------------------------------------------------------------------------
 
     def _melody(self, t0: float, spb: float, classes: list[int], pos: int) -> None:
+        if (self.state.bar // (8 * self.style.bars_per_chord)) % INTERLUDE_EVERY == INTERLUDE_EVERY - 1:
+            self._interlude(t0, spb, classes, pos)
+            return
         inst = self.layers.lead
         st = self.state
         center = self.f.register
@@ -395,6 +399,19 @@ class Composer:
             on, dur, step = motif[-1]
             motif = [*motif[:-1], [on, dur / 2, step], [on + dur / 2, dur / 2, step + 1]]
         self._cells(motif, t0, spb, classes, pos, low, high, center)
+
+    def _interlude(self, t0: float, spb: float, classes: list[int], pos: int) -> None:
+        """Every few periods the tune rests: one long chord tone per phrase over the accompaniment."""
+        if pos not in (0, 4) or self.state.bar % self.style.bars_per_chord:
+            return
+        inst = self.layers.lead
+        low, high = max(inst.low, self.f.register - 8, 55), min(inst.high, self.f.register + 7)
+        if high - low < 12:
+            low, high = inst.low, inst.high
+        pitch = nearest(classes[1:3], self.state.melody, low, high)
+        length = min(BEATS_PER_BAR * self.style.bars_per_chord, 3.0 + self.style.bars_per_chord)
+        self._add("lead", inst, t0, t0 + length * spb, pitch, self.f.velocity - 8)
+        self.state.melody = pitch
 
     def _cells(
         self,
@@ -591,7 +608,8 @@ class Composer:
                 hit("hat", float(beat), 0.5 if beat % 1 == 0 else 0.35)
         elif kind == "four":
             for beat in range(4):
-                hit("kick", float(beat), 0.95)
+                if level > 0.4 or beat % 2 == 0:  # calm electronic: kick on 1 and 3 only
+                    hit("kick", float(beat), 0.95)
                 hit("hat", beat + 0.5, 0.45)
             if level > 0.5:
                 hit("snare", 1.0, 0.6)
