@@ -361,3 +361,44 @@ def test_same_seed_and_config_play_the_same_samples(tmp_path: Path) -> None:
     first, second = play(tmp_path / "a"), play(tmp_path / "b")
     assert len(first) > 5 * SR
     np.testing.assert_array_equal(first, second)
+
+
+class MonoEngine:
+    """The built-in engine at 32 kHz, mixed to mono: the format MusicGen delivers."""
+
+    def __init__(self) -> None:
+        self.inner = BuiltinEngine(sample_rate=32000)
+        self.name, self.sample_rate, self.channels = "mono", 32000, 1
+
+    def generate(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Clip:
+        clip = self.inner.generate(segment, previous, seed=seed, cancel=cancel)
+        mono = clip.audio.mean(axis=1, keepdims=True)
+        return Clip(mono, clip.sample_rate, clip.segment_index, state=clip.state)
+
+
+def test_clips_of_another_rate_and_channel_count_are_converted_for_the_sink(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, engine=MonoEngine(), speed=4.0, **{"session.minutes": 0.15})
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
+        events: list[Event] = []
+        info = await d.start_session(StartOptions("sad", "calm"))
+        await collect_until(queue, "session_ended", events)
+        return events, info
+
+    events, info = run_with(daemon, body)
+    segments = info["plan"]["segments"]
+    assert [e.data["index"] for e in events if e.type == "segment_started"] == list(range(len(segments)))
+    audio = recording(tmp_path)
+    loud = audio[np.abs(audio).max(axis=1) > 0]
+    planned = sum(s["duration_s"] for s in segments)
+    # 9 s planned, one 1-s crossfade: ~8 s at 44.1 kHz; played unconverted it would last ~5.8 s
+    assert len(loud) > 0.8 * planned * SR, "the 32-kHz clips are resampled to the sink's rate"
+    np.testing.assert_array_equal(loud[:, 0], loud[:, 1])  # mono duplicated to both channels
+    assert_no_gap(audio, daemon.sink)

@@ -39,6 +39,9 @@ class MusicgenSettings:
     allow_download: bool = False
     require_gpu: bool = False
     merge_adapter: bool = True
+    decode_impl: Literal["auto", "hf", "static"] = "auto"
+    cuda_graph: bool = True
+    compile: bool = False
 
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments of the MusicGen engine (an empty adapter means none)."""
