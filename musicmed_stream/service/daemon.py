@@ -438,10 +438,7 @@ class Daemon:
             return segments[index]
         if session.on_end != "hold" or not segments:
             return None
-        last = segments[-1]
-        return dataclasses.replace(
-            last, index=index, start_s=last.start_s + (index - last.index) * last.duration_s
-        )
+        return _hold_segment(segments[-1], index)
 
     async def _produce(self, session: Session) -> None:
         """Generate and schedule clips until the plan is done or the session is stopped."""
@@ -451,11 +448,12 @@ class Daemon:
             with self._lock:
                 generation, index, previous = session.generation, session.next_index, session.previous
             segment = self._segment_for(session, index)
-            if segment is None:
+            if segment is None:  # the plan is done (its last clip may have failed: end on the bridge)
                 with self._lock:
                     if generation == session.generation:
-                        self.timeline.fade_tail(self._frames(self.config.playback.fade_seconds))
-                        session.final = True
+                        if not session.final:
+                            self.timeline.fade_tail(self._frames(self.config.playback.fade_seconds))
+                            session.final = True
                         return
                 continue
             cancel = threading.Event()
@@ -512,7 +510,6 @@ class Daemon:
         self, segment: Segment, previous: Continuation | None, seed: int, cancel: threading.Event
     ) -> PreparedClip:
         """Generate and prepare one clip (worker thread)."""
-
         started = time.perf_counter()
         clip = self.engine.generate(segment, previous, seed=seed, cancel=cancel)
         if cancel.is_set():
