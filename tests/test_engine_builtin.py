@@ -297,3 +297,19 @@ def test_mood_words_of_the_prompt_nudge_the_music(engine):
     assert slow.state["tempo"] < plain.state["tempo"] < fast.state["tempo"]
     assert rms_db(clip("soft").audio) < rms_db(plain.audio) - 1.0
     assert np.array_equal(unknown.audio, plain.audio)  # words without a musical meaning change nothing
+
+
+@pytest.mark.parametrize(("instrument", "genre"), [("piano", "classical"), ("electricguitar", "rock")])
+def test_equal_power_crossfade_into_the_next_clip_keeps_its_level(engine, instrument, genre):
+    """The replayed opening is in quadrature with the previous ending: no swell mid-crossfade."""
+    first = engine.generate(seg(0.2, 0.0, instrument, genre, 8.0), None, seed=0)
+    second = engine.generate(seg(0.2, 0.0, instrument, genre, 8.0, 1), follow(first), seed=1)
+    overlap = round(0.25 * 8.0 * SR)
+    x = first.audio[-overlap:].astype(np.float64)
+    y = second.audio[:overlap].astype(np.float64)
+    angle = np.linspace(0.0, np.pi / 2.0, overlap)[:, None]
+    mixed = np.cos(angle) * x + np.sin(angle) * y  # the chain's equal-power crossfade
+    middle = slice(overlap // 3, 2 * overlap // 3)
+    sources = 0.5 * (np.mean(x[middle] ** 2) + np.mean(y[middle] ** 2))
+    swell_db = 10 * np.log10(np.mean(mixed[middle] ** 2) / sources)
+    assert abs(swell_db) < 1.5  # two in-phase copies of the same notes would swell by ~3 dB

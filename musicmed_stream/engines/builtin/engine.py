@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pedalboard
+from scipy import signal
 
 from musicmed_stream.engines.base import Clip, Continuation
 from musicmed_stream.engines.builtin.composer import (
@@ -131,6 +132,8 @@ class BuiltinEngine:
         keep_from = duration * (1.0 - self.overlap_fraction)
         state.carry = [_note_to_dict(n.shifted(-duration)) for n in notes if n.end > keep_from]
         audio = render_notes(notes, self.sample_rate, round(duration * self.sample_rate), features, cancel)
+        if carry and lower > 0:
+            audio = quadrature_overlap(audio, round(lower * self.sample_rate), self.sample_rate)
         midi = [n.midi() for n in notes if lower <= n.start < duration]
         info = {
             "key": state.key,
@@ -159,6 +162,35 @@ def revoice(note: Note, layers: Layers) -> Note:
     while pitch > inst.high:
         pitch -= 12
     return Note(note.start, note.end, pitch, note.velocity, note.layer, inst.voice, inst.program)
+
+
+def quadrature_overlap(audio: np.ndarray, overlap: int, sr: int, transition_s: float = 1.0) -> np.ndarray:
+    """Shift the replayed opening by 90 degrees (Hilbert transform), then return to the original.
+
+    The opening replays the previous clip's ending, which the chain crossfades with equal-power
+    gains; those assume uncorrelated signals, so two copies of the same notes would swell by up
+    to 3 dB mid-crossfade. The quadrature copy has the same magnitude spectrum but is orthogonal
+    to the original, so the crossfade keeps its power. After the overlap, an equal-power fade of
+    ``transition_s`` (between orthogonal signals, so again of constant power) returns to the
+    original phase.
+    """
+    frames = audio.shape[0]
+    fade = min(round(transition_s * sr), max(0, frames - overlap))
+    end = min(frames, overlap + fade)
+    pad = min(frames - end, sr // 2)  # room for the transform's circular edge, discarded
+    shifted = np.imag(signal.hilbert(audio[: end + pad].astype(np.float64), axis=0))[:end]
+    out = audio.copy()
+    out[:overlap] = shifted[:overlap]
+    if fade > 0:
+        angle = np.linspace(0.0, np.pi / 2.0, fade)[:, None]
+        out[overlap:end] = np.cos(angle) * shifted[overlap:end] + np.sin(angle) * audio[overlap:end]
+    ramp = min(overlap, round(EDGE_FADE_S * sr))
+    if ramp > 0:  # keep the clip's fade from silence
+        out[:ramp] *= (np.sin(np.linspace(0.0, np.pi / 2.0, ramp)) ** 2)[:, None]
+    peak = float(np.max(np.abs(out))) if frames else 0.0
+    if peak > PEAK_CEILING:
+        out *= PEAK_CEILING / peak
+    return out.astype(np.float32)
 
 
 def _check_segment(segment: Segment) -> None:
