@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pedalboard
+from scipy import fft as sp_fft
 from scipy import signal
 
 from musicmed_stream.engines.base import Clip, Continuation
@@ -178,7 +179,8 @@ def quadrature_overlap(audio: np.ndarray, overlap: int, sr: int, transition_s: f
     fade = min(round(transition_s * sr), max(0, frames - overlap))
     end = min(frames, overlap + fade)
     pad = min(frames - end, sr // 2)  # room for the transform's circular edge, discarded
-    shifted = np.imag(signal.hilbert(audio[: end + pad].astype(np.float64), axis=0))[:end]
+    size = sp_fft.next_fast_len(end + pad, real=True)
+    shifted = np.imag(signal.hilbert(audio[: end + pad], N=size, axis=0))[:end]
     out = audio.copy()
     out[:overlap] = shifted[:overlap]
     if fade > 0:
