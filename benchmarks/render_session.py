@@ -71,6 +71,9 @@ def main() -> None:
         chain_runs = [timed(lambda: process_session(clips, rate, config)) for _ in range(args.repeat)]
         _, wall, cpu = min(chain_runs, key=lambda r: r[1])
         print(line("audio chain alone (process_session)", session_s, wall, cpu))
+        no_denoise = ChainConfig(denoise=False)
+        _, wall, cpu = timed(lambda: process_session(clips, rate, no_denoise))
+        print(line("  same with denoise=False", session_s, wall, cpu))
 
         prepared, wall_p, cpu_p = timed(lambda: [prepare_clip(c, rate, config) for c in clips])
         print(line("  clip level: trim+denoise+loudness", session_s, wall_p, cpu_p))
