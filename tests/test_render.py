@@ -161,16 +161,18 @@ def test_other_arguments_in_the_folder_are_refused_unless_forced(reference, tmp_
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
-def test_cli_render_small_session_and_force(tmp_path, capsys):
+def test_cli_render_small_session_with_jamendo_statistics_and_force(tmp_path, capsys, jamendo_dir):
     out = tmp_path / "cli"
     args = ["render", "--from", "anxious", "--to", "relaxed", "--minutes", "0.2", "--clip-seconds", "4"]
-    assert main([*args, "--out", str(out), "--format", "flac", "--quiet"]) == 0
+    args += ["--jamendo", str(jamendo_dir), "--out", str(out), "--format", "flac", "--quiet"]
+    assert main(args) == 0
     info = sf.info(out / "session.flac")
     assert info.samplerate == 44100 and info.channels == 2 and info.duration > 8.0
+    assert json.loads((out / "plan.json").read_text())["meta"]["statistics"] == str(jamendo_dir)
     capsys.readouterr()
-    assert main([*args, "--seed", "9", "--out", str(out), "--format", "flac", "--quiet"]) == 2
+    assert main([*args, "--seed", "9"]) == 2
     assert "other arguments" in capsys.readouterr().err
-    assert main([*args, "--seed", "9", "--out", str(out), "--format", "flac", "--quiet", "--force"]) == 0
+    assert main([*args, "--seed", "9", "--force"]) == 0
     assert json.loads((out / "render.json").read_text())["arguments"]["seed"] == 9
 
 
