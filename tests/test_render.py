@@ -209,3 +209,14 @@ def test_cli_chain_config_file_errors_name_the_key(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "'ceiling_dbtpp'" in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_render_resamples_to_the_requested_session_rate(tmp_path):
+    plan = plan_session("sad", "calm", PlanSettings(minutes=0.15, clip_seconds=3.0))
+    result = render_session(plan, make_engine(), tmp_path / "r48", ChainConfig(), sample_rate=48000)
+    session, rate = sf.read(result.files["session"], dtype="float32")
+    assert rate == 48000 and result.sample_rate == 48000
+    clip_rate = sf.info(tmp_path / "r48" / "clips" / "clip_000.wav").samplerate
+    assert clip_rate == 44100  # clips stay as the engine made them
+    assert abs(session.shape[0] / rate - result.duration_s) < 1e-9
+    assert abs(result.duration_s - (9.0 - 2 * 0.75)) < 0.1  # three 3-s clips, two quarter-clip overlaps
