@@ -239,14 +239,28 @@ def test_other_sample_rates(rate):
 
 
 def test_carried_notes_take_the_new_instrument():
-    piano = Note(0.5, 1.0, 50, 70, "lead", "piano", 0)
+    strings = Note(0.5, 1.0, 50, 70, "lead", "strings", 48)
     layers = default_layers(INSTRUMENTS["flute"], resolve_style("newage"), False, features_for(0.0, 0.0))
-    flute = revoice(piano, layers)
+    flute = revoice(strings, layers)
     assert (flute.voice, flute.program) == ("flute", INSTRUMENTS["flute"].program)
     assert INSTRUMENTS["flute"].low <= flute.pitch <= INSTRUMENTS["flute"].high
-    assert (flute.pitch - piano.pitch) % 12 == 0 and (flute.start, flute.end) == (piano.start, piano.end)
+    assert (flute.pitch - strings.pitch) % 12 == 0 and (flute.start, flute.end) == (
+        strings.start,
+        strings.end,
+    )
     kick = Note(0.0, 0.1, 36, 90, "drums", "kick", 0)
     assert revoice(kick, layers) == kick
+    # A held note is not handed to an instrument that cannot hold it (nor vice versa).
+    piano_layers = default_layers(INSTRUMENTS["piano"], resolve_style("pop"), False, features_for(0.0, 0.0))
+    assert revoice(strings, piano_layers) == strings
+    assert revoice(Note(-0.5, 1.0, 60, 70, "lead", "strings", 48), layers).voice == "strings"
+
+
+def test_held_chords_carried_into_a_plucked_style_do_not_die_away(engine):
+    first = engine.generate(seg(0.56, -0.63, "piano", "ambient", 30.0), None, seed=5)
+    second = engine.generate(seg(0.56, -0.63, "piano", "chillout", 30.0, 1), follow(first), seed=6)
+    windows = second.audio[: 30 * SR].reshape(-1, SR // 2, 2)
+    assert min(rms_db(w) for w in windows) > -50.0
 
 
 def dataset_tags(path, prefix: str) -> set[str]:

@@ -152,10 +152,14 @@ def revoice(note: Note, layers: Layers) -> Note:
 
     While the chain crossfades, the previous clip's instrument fades out on the same notes as
     this clip's instrument fades in: the timbre morphs instead of switching. A note already
-    sounding at the clip start keeps its voice (its attack lies in the previous clip).
+    sounding at the clip start keeps its voice (its attack lies in the previous clip), and so
+    does a note whose new voice would not sustain like the old one (a held pad chord handed to
+    a piano would die away before the new bars begin).
     """
     inst = getattr(layers, note.layer, None)
     if inst is None or note.start < 0:  # drums keep their kit piece
+        return note
+    if VOICES[inst.voice].kind != VOICES[note.voice].kind:
         return note
     pitch = note.pitch
     while pitch < inst.low:
