@@ -128,7 +128,7 @@ class MusicgenEngine:
         self.stream_chunk_seconds = _positive("stream_chunk_seconds", stream_chunk_seconds)
         self._mg = loaded or load_musicgen(
             model,
-            adapter,
+            adapter or None,  # "" (config files) means no adapter
             device=device,
             dtype=dtype,
             allow_download=allow_download,

@@ -247,6 +247,7 @@ def musicgen_unavailable_reason(
 
     Cheap: checks imports, local files and the device without loading any weights.
     """
+    adapter = adapter or None
     missing = missing_libraries(with_peft=adapter is not None)
     if missing:
         return f"{', '.join(missing)} not installed ({INSTALL_HINT})"
