@@ -9,6 +9,7 @@ seed give bit-identical audio.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from typing import Any
 
@@ -202,7 +203,7 @@ def quadrature_overlap(audio: np.ndarray, overlap: int, sr: int, transition_s: f
 def _check_segment(segment: Segment) -> None:
     for name in ("valence", "arousal", "duration_s"):
         value = getattr(segment, name)
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ConfigError(f"segment {name} must be a finite number, got {value!r}")
     if not (-1.0001 <= segment.valence <= 1.0001 and -1.0001 <= segment.arousal <= 1.0001):
         raise ConfigError(
