@@ -218,6 +218,9 @@ def test_bad_input_is_a_clear_error(engine):
     broken = dict(good.state, mode="locrian-ish")
     with pytest.raises(ConfigError, match="state"):
         engine.generate(seg(duration=2.0), Continuation(good.audio, SR, broken), seed=0)
+    with pytest.raises(ConfigError, match="seed"):
+        engine.generate(seg(duration=2.0), None, seed=1.5)
+    assert engine.generate(seg(duration=0.5), None, seed=-3).audio.shape[0] == SR // 2
     with pytest.raises(ConfigError, match="soundfont"):
         BuiltinEngine(soundfont="/tmp/piano.sf2")
     with pytest.raises(ConfigError, match="sample_rate"):

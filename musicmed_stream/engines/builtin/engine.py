@@ -109,6 +109,9 @@ class BuiltinEngine:
         """
         _check_segment(segment)
         _check_cancel(cancel)
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
+        seed = int(seed) % 2**63  # numpy generators take non-negative seeds
         duration = float(segment.duration_s)
         style = resolve_style(segment.genre)
         inst_name, lead, percussive = resolve_instrument(segment.instrument)
