@@ -39,6 +39,8 @@ PITCH_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 START_TONICS = (0, 2, 3, 5, 7, 9, 10)
 MODULATE_EVERY = 6  # clips between modulations to the dominant/subdominant at a stable emotion
 INTERLUDE_EVERY = 4  # every 4th period the melody rests over the accompaniment
+# Arpeggio figures as indices into (bass, chord tones..., top octave).
+ARPEGGIO_ORDERS = ((0, 1, 2, 3, 4, 3, 2, 1), (0, 2, 1, 3, 2, 4, 3, 1), (0, 1, 2, 3, 0, 1, 2, 4))
 
 LAYER_CHANNELS = {"lead": 0, "accomp": 1, "bass": 2, "pad": 3, "drums": 9}
 DRUM_NOTES = {"kick": 36, "rim": 37, "snare": 38, "brush": 40, "hat": 42, "shaker": 70}
@@ -479,7 +481,9 @@ class Composer:
     ) -> None:
         """Broken chords up and down from the bass, pedalled to the bar end (classical, new age)."""
         tones = [root, *voicing, voicing[0] + 12]
-        order = [0, 1, 2, 3, 4, 3, 2, 1]
+        # The figure changes with each period: up-down, broken thirds, rolling upward.
+        period = self.state.bar // (8 * self.style.bars_per_chord)
+        order = ARPEGGIO_ORDERS[period % len(ARPEGGIO_ORDERS)]
         step = 0.5 if self.arousal > 0.3 else 1.0
         for i, beat in enumerate(np.arange(0.0, BEATS_PER_BAR, step)):
             p = tones[order[i % len(order)] % len(tones)]

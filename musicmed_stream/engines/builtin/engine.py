@@ -41,8 +41,16 @@ from musicmed_stream.errors import ConfigError, GenerationCancelled
 from musicmed_stream.planner.types import Segment
 
 MAX_CLIP_SECONDS = 600.0
-LAYER_GAIN = {"lead": 0.9, "accomp": 0.42, "bass": 0.6, "pad": 0.3, "drums": 0.35}
-LAYER_PAN = {"lead": 0.05, "accomp": -0.3, "bass": 0.0, "pad": 0.25, "drums": 0.0, "perc": 0.35}
+LAYER_GAIN = {"lead": 0.9, "accomp": 0.42, "bass": 0.5, "pad": 0.3, "drums": 0.35}
+LAYER_PAN = {
+    "lead": 0.05,
+    "accomp": -0.3,
+    "bass": 0.0,
+    "pad": -0.55,
+    "pad_right": 0.55,
+    "drums": 0.0,
+    "perc": 0.35,
+}
 PERC_VOICES = frozenset({"hat", "shaker", "rim", "brush"})  # the kit's high, off-centre pieces
 MASTER_GAIN = 0.5
 PEAK_CEILING = 10 ** (-1.0 / 20.0)  # -1 dBFS
@@ -299,6 +307,14 @@ def render_notes(
         seconds = note.end - note.start
         attack = min(model.attack_s, 0.3 * seconds)
         release = min(model.release_s, max(0.08, 0.6 * seconds))
+        if note.layer == "pad" and template.loop:
+            # A wide pad: the two sides read the loop half a loop apart (decorrelated beating).
+            half = template.wave.shape[0] // 2
+            for bus, shift in ((buses["pad"], 0), (buses["pad_right"], half)):
+                add_note(
+                    bus, template, model, start, length, gain * 0.71, sr, attack, release, offset + shift
+                )
+            continue
         add_note(buses[note.layer], template, model, start, length, gain, sr, attack, release, offset)
     _check_cancel(cancel)
     mix = np.zeros((2, frames), dtype=np.float32)
