@@ -215,3 +215,18 @@ def test_cli_reports_bad_input_in_one_line(dataset, tiny_dir, tmp_path, capsys):
     code = cli_main([*args, "--audio", str(dataset[1]), "--out", str(tmp_path / "o"), "--split", "7"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "split-7" in err
+
+
+def test_validation_pass_scores_one_clip_per_mood_tag(tiny_dir):
+    pytest.importorskip("librosa")
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+    from musicmed_stream.finetune.train import validation_pass
+
+    net = MusicgenForConditionalGeneration.from_pretrained(tiny_dir)
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    tags = ("calm", "happy", "christmas")  # a theme tag has no emotion and is left out
+    scores = validation_pass(net, processor, load_tag_mapping(), {}, tags, seconds=0.5, seed=0)
+    assert set(scores["va"]) == {"calm", "happy"}
+    assert 0.0 <= scores["auprc"] <= 1.0 and 0.0 <= scores["hamming"] <= 1.0
+    assert all(-1 <= v <= 1 for point in scores["va"].values() for v in point)

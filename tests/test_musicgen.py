@@ -201,3 +201,12 @@ def test_adapter_metadata_is_validated(tmp_path):
     (tmp_path / "musicmed_adapter.json").write_text(json.dumps({"tag_mapping": {"tags": 3}}))
     with pytest.raises(ConfigError):
         load_adapter_info(tmp_path)
+
+
+def test_closing_the_stream_stops_the_clip_and_frees_the_engine(engines):
+    engine = engines["static"]
+    stream = engine.stream(seg(0, seconds=20.0), None, seed=0)
+    first = next(stream)
+    assert isinstance(first, np.ndarray) and first.shape[1] == 1
+    stream.close()  # sets the stream's own stop event and joins the worker
+    assert engine.generate(seg(), None, seed=3).audio.shape == (round(0.6 * SR), 1)
