@@ -200,12 +200,10 @@ def load_crop(path: Path, track_id: str, seed: int, seconds: float, sample_rate:
     AudioError
         If the file cannot be read.
     """
-    import soxr
+    from musicmed_stream.chain import resample
 
     audio, rate = read_audio(path)
-    mono = audio.mean(axis=1)
-    if rate != sample_rate:
-        mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)
+    mono = resample(audio.mean(axis=1, keepdims=True), rate, sample_rate)[:, 0]
     crop = round(seconds * sample_rate)
     start = crop_start(track_id, seed, mono.size, crop)
     return np.ascontiguousarray(mono[start : start + crop], dtype=np.float32)

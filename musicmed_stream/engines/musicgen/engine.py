@@ -39,16 +39,10 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> float:
 
 def to_model_rate(tail: np.ndarray, sample_rate: int, model_rate: int) -> np.ndarray:
     """Mono float32 audio at ``model_rate`` from ``(frames, channels)`` audio at ``sample_rate``."""
-    audio = np.asarray(tail, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    if audio.size and not np.all(np.isfinite(audio)):
-        raise AudioError("the previous clip's tail holds non-finite samples")
-    if audio.size and sample_rate != model_rate:
-        import soxr
+    from musicmed_stream.chain import as_frames, resample
 
-        audio = soxr.resample(audio, sample_rate, model_rate, quality="HQ").astype(np.float32)
-    return audio
+    mono = as_frames(tail).mean(axis=1, keepdims=True)  # AudioError on NaN/inf
+    return np.ascontiguousarray(resample(mono, sample_rate, model_rate)[:, 0], dtype=np.float32)
 
 
 class _AnyEvent:
