@@ -44,8 +44,10 @@ def test_null_sink_counts_underruns_when_nothing_is_written() -> None:
     ring = RingBuffer(1024, 1)
     sink = NullSink(8000, 1, 128, speed=50.0)
     sink.start(ring)
+    assert sink.healthy()
     _wait_for(lambda: sink.counters()[0] >= 3)
     sink.stop()
+    assert not sink.healthy()
     blocks, frames = sink.counters()
     assert frames == blocks * 128
     assert ring.frames_read == 0

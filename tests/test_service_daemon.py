@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -402,3 +403,29 @@ def test_clips_of_another_rate_and_channel_count_are_converted_for_the_sink(tmp_
     assert len(loud) > 0.8 * planned * SR, "the 32-kHz clips are resampled to the sink's rate"
     np.testing.assert_array_equal(loud[:, 0], loud[:, 1])  # mono duplicated to both channels
     assert_no_gap(audio, daemon.sink)
+
+
+def test_a_stalled_block_path_is_reported_as_underruns(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, speed=2.0, **{"session.minutes": 1.0, "playback.ring_seconds": 0.1})
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> list[Event]:
+        events: list[Event] = []
+        await d.start_session(StartOptions("sad", "calm"))
+        await collect_until(queue, "segment_started", events, index=0)
+
+        def stall() -> None:  # the feeder cannot render for 0.3 s of wall time (0.6 s of audio)
+            with d._lock:
+                time.sleep(0.3)
+
+        await asyncio.to_thread(stall)
+        await collect_until(queue, "underrun", events, timeout=5.0)
+        await asyncio.sleep(0.3)  # the monitor reports what accumulates every 20 ms
+        while not queue.empty():
+            events.append(queue.get_nowait())
+        return events
+
+    events = run_with(daemon, body)
+    reported = sum(e.data["frames"] for e in events if e.type == "underrun")
+    _, counted = daemon.sink.counters()
+    assert 0 < reported <= counted
+    assert reported >= int(0.3 * SR), "most of the stall was heard as silence and reported"

@@ -26,10 +26,11 @@ PLAYER = textwrap.dedent(
     deadline = time.monotonic() + 20
     while ring.frames_read < len(clip) and time.monotonic() < deadline:
         time.sleep(0.01)
+    healthy = sink.healthy()
     sink.stop()
     blocks, frames = sink.counters()
     print(json.dumps({"outputs": outputs, "sink": type(sink).__name__, "read": ring.frames_read,
-                      "underrun_frames": frames}))
+                      "underrun_frames": frames, "healthy": [healthy, sink.healthy()]}))
     """
 )
 
@@ -46,6 +47,7 @@ def test_a_short_clip_plays_through_portaudio_into_alsa_null(tmp_path) -> None:
     assert result["outputs"], "the ALSA null output is listed as a PortAudio device"
     assert result["sink"] == "SoundDeviceSink"
     assert result["read"] == 22050, "the callback consumed every frame of the clip"
+    assert result["healthy"] == [True, False], "the stream is active until stopped"
 
 
 def test_without_any_audio_device_the_sink_falls_back_to_the_file_sink(tmp_path) -> None:

@@ -80,6 +80,10 @@ class Sink(Protocol):
         """``(underrun_blocks, underrun_frames)`` since start."""
         ...
 
+    def healthy(self) -> bool:
+        """Whether the output is still consuming audio (a lost sound card is not)."""
+        ...
+
 
 class _Counters:
     """Underrun counters written by the audio side, read by the daemon."""
@@ -134,6 +138,9 @@ class PacedSink:
 
     def counters(self) -> tuple[int, int]:
         return self._counters.blocks, self._counters.frames
+
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self, ring: RingBuffer) -> None:
         block = np.zeros((self.block_size, self.channels), dtype=np.float32)
@@ -275,6 +282,9 @@ class SoundDeviceSink:
 
     def counters(self) -> tuple[int, int]:
         return self._counters.blocks, self._counters.frames
+
+    def healthy(self) -> bool:
+        return self._stream is not None and bool(self._stream.active)
 
 
 def output_device_problem(

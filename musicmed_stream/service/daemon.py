@@ -201,9 +201,11 @@ class Daemon:
         self._io_pool.shutdown(wait=True)
 
     def healthy(self) -> bool:
-        """Whether the audio path (feeder thread) and the monitor are alive (for the watchdog)."""
+        """Whether the audio path (feeder, sink) and the monitor are alive (for the watchdog: an
+        unhealthy daemon stops pinging and systemd restarts it)."""
         feeder_ok = self._feeder is not None and self._feeder.is_alive()
-        return feeder_ok and self._monitor is not None and not self._monitor.done()
+        monitor_ok = self._monitor is not None and not self._monitor.done()
+        return feeder_ok and monitor_ok and self.sink.healthy()
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration: session defaults, fades, buffering and volume."""
