@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+import pytest
 
 PLAYER = textwrap.dedent(
     """
@@ -50,6 +53,14 @@ def test_a_short_clip_plays_through_portaudio_into_alsa_null(tmp_path) -> None:
     assert result["healthy"] == [True, False], "the stream is active until stopped"
 
 
+def _has_sound_card() -> bool:
+    try:
+        return "no soundcards" not in Path("/proc/asound/cards").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_has_sound_card(), reason="PortAudio lists this machine's own sound card")
 def test_without_any_audio_device_the_sink_falls_back_to_the_file_sink(tmp_path) -> None:
     conf = tmp_path / "asound.conf"
     conf.write_text("pcm.!default { type hw card 99 }\n")  # a card that does not exist
