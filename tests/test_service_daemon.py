@@ -429,3 +429,42 @@ def test_a_stalled_block_path_is_reported_as_underruns(tmp_path: Path) -> None:
     _, counted = daemon.sink.counters()
     assert 0 < reported <= counted
     assert reported >= int(0.3 * SR), "most of the stall was heard as silence and reported"
+
+
+class SlowEngine:
+    """A main engine slower than real time (as MusicGen on a small machine): the built-in engine
+    behind a delay, under another name."""
+
+    def __init__(self, delay: float) -> None:
+        self.inner = BuiltinEngine()
+        self.name, self.sample_rate, self.channels = "slow", self.inner.sample_rate, self.inner.channels
+        self.delay = delay
+
+    def generate(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Clip:
+        time.sleep(self.delay if segment.index > 0 else 0.0)
+        return self.inner.generate(segment, previous, seed=seed, cancel=cancel)
+
+
+def test_a_slow_main_engine_is_bridged_by_built_in_clips(tmp_path: Path) -> None:
+    overrides = {"session.minutes": 0.15, "playback.bridge": "builtin", "playback.buffer_seconds": 2.0}
+    daemon = make_daemon(tmp_path, engine=SlowEngine(delay=2.5), speed=2.0, **overrides)
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
+        events: list[Event] = []
+        info = await d.start_session(StartOptions("sad", "calm"))
+        await collect_until(queue, "session_ended", events, timeout=90)
+        return events, info
+
+    events, info = run_with(daemon, body)
+    bridges = [e.data for e in events if e.type == "bridge"]
+    assert any("built-in clip while the slow engine is late" in b["reason"] for b in bridges)
+    started = [e.data["index"] for e in events if e.type == "segment_started"]
+    assert started == list(range(len(info["plan"]["segments"]))), "every segment still plays"
+    assert_no_gap(recording(tmp_path), daemon.sink)

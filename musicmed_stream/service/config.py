@@ -87,6 +87,7 @@ class PlaybackSettings:
     fade_seconds: float = 3.0
     retarget_fade_seconds: float = 1.5
     skip_fade_seconds: float = 1.5
+    bridge: Literal["loop", "builtin"] = "loop"
     bridge_seconds: float = 6.0
     bridge_fade_seconds: float = 1.0
     buffer_event_seconds: float = 5.0

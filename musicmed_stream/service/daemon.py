@@ -156,6 +156,14 @@ class Daemon:
         self._output_frames = 0  # frames the feeder has written to the ring
         self._subscribers: list[asyncio.Queue[Event]] = []
         self._engine_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        # A slow main engine (MusicGen) may be bridged by built-in clips, made on their own thread.
+        self._bridge_engine: Engine | None = None
+        self._bridge_pool: ThreadPoolExecutor | None = None
+        if config.playback.bridge == "builtin" and engine.name != "builtin":
+            from musicmed_stream.engines.registry import create_engine
+
+            self._bridge_engine = create_engine("builtin", builtin=config.engine.builtin)
+            self._bridge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-engine")
         self._io_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
         self._closing = threading.Event()
         self._feeder: threading.Thread | None = None
@@ -198,6 +206,8 @@ class Daemon:
         if self._feeder is not None:
             await asyncio.to_thread(self._feeder.join)
         self._engine_pool.shutdown(wait=False, cancel_futures=True)
+        if self._bridge_pool is not None:
+            self._bridge_pool.shutdown(wait=False, cancel_futures=True)
         self._io_pool.shutdown(wait=True)
 
     def healthy(self) -> bool:
@@ -462,9 +472,12 @@ class Daemon:
             session.cancel = cancel
             seed = clip_seed(session.seed, index)
             try:
-                clip = await loop.run_in_executor(
+                pending = loop.run_in_executor(
                     self._engine_pool, self._make_clip, segment, previous, seed, cancel
                 )
+                if self._bridge_engine is not None:
+                    await self._bridge_with_builtin(session, generation, pending, segment, seed)
+                clip = await pending
             except GenerationCancelled:
                 continue
             except Exception as exc:
@@ -486,6 +499,55 @@ class Daemon:
                 session.next_index = index + 1
                 session.previous = clip.next
             log.debug("segment %d ready in %.2f s", index, clip.generate_s)
+
+    async def _bridge_with_builtin(
+        self,
+        session: Session,
+        generation: int,
+        pending: asyncio.Future[PreparedClip],
+        segment: Segment,
+        seed: int,
+    ) -> None:
+        """While the main engine works on ``segment``, have the built-in engine make a clip of the
+        same segment once the audio ahead runs low, and play it until the main clip is ready."""
+        assert self._bridge_pool is not None
+        loop = asyncio.get_running_loop()
+        low = self._frames(max(2 * self.config.playback.bridge_seconds, 10.0))
+        bridge: asyncio.Future[PreparedClip] | None = None
+        while not pending.done():
+            await asyncio.wait([pending, *([bridge] if bridge else [])], timeout=0.1)
+            if generation != session.generation:
+                return
+            if bridge is None and self.timeline.ahead() < low:
+                bridge = loop.run_in_executor(
+                    self._bridge_pool,
+                    self._make_clip,
+                    segment,
+                    None,
+                    seed,
+                    threading.Event(),
+                    self._bridge_engine,
+                )
+            elif bridge is not None and bridge.done() and not pending.done():
+                self._schedule_builtin_bridge(session, generation, bridge)
+                return
+
+    def _schedule_builtin_bridge(
+        self, session: Session, generation: int, bridge: asyncio.Future[PreparedClip]
+    ) -> None:
+        """Play a finished built-in stand-in clip after what is scheduled."""
+        if bridge.exception() is not None:
+            log.warning("built-in bridge clip failed: %s", bridge.exception())
+            return
+        clip = bridge.result()
+        tag = {"kind": "bridge", "engine": "builtin", "index": clip.segment.index, "loop": clip.audio}
+        with self._lock:
+            if generation != session.generation:
+                return
+            self.timeline.append(clip.audio, self._overlap(clip.audio), tag)
+        seconds = clip.audio.shape[0] / self.sample_rate
+        reason = f"built-in clip while the {self.engine.name} engine is late"
+        self._emit("bridge", {"index": clip.segment.index, "seconds": seconds, "reason": reason})
 
     async def _wait_for_room(self, session: Session) -> None:
         limit = self.config.playback.buffer_seconds * self.sample_rate
@@ -509,11 +571,16 @@ class Daemon:
             log.warning("engine warm-up failed: %s", exc)
 
     def _make_clip(
-        self, segment: Segment, previous: Continuation | None, seed: int, cancel: threading.Event
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        seed: int,
+        cancel: threading.Event,
+        engine: Engine | None = None,
     ) -> PreparedClip:
-        """Generate and prepare one clip (worker thread)."""
+        """Generate (with ``engine``, default the main one) and prepare one clip (worker thread)."""
         started = time.perf_counter()
-        clip = self.engine.generate(segment, previous, seed=seed, cancel=cancel)
+        clip = (engine or self.engine).generate(segment, previous, seed=seed, cancel=cancel)
         if cancel.is_set():
             raise GenerationCancelled(f"segment {segment.index} abandoned")
         audio = prepare_clip(clip.audio, clip.sample_rate, self.chain_config)
@@ -534,6 +601,9 @@ class Daemon:
             "next": clip.next,
             "loop": clip.audio,
         }
+        tail = self.timeline.tail
+        if session.cut_fade_s is None and tail is not None and tail.tag.get("engine") == "builtin":
+            session.cut_fade_s = self.config.playback.bridge_fade_seconds  # the stand-in clip gives way
         if session.cut_fade_s is not None:
             self.timeline.cut_in(clip.audio, max(self._frames(session.cut_fade_s), 1), tag)
             session.cut_fade_s = None
