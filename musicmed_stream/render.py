@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -84,8 +85,8 @@ class RenderResult:
     clips_generated, clips_resumed : int
         Clips made in this run and clips taken over from an earlier, interrupted run.
     timings : dict of str to float
-        Wall seconds: ``generate`` (engine), ``chain`` (on its own thread, overlapping the
-        engine), ``write``, ``total``.
+        Wall seconds: ``generate`` (engine), ``chain`` (summed over the chain's threads, which
+        overlap the engine), ``write``, ``total``.
     realtime_factor : float
         Session duration over total wall time.
     peak_dbfs : float
@@ -135,6 +136,7 @@ def render_session(
     progress: bool = False,
     block_frames: int = 16384,
     on_clip: Callable[[ClipRecord], None] | None = None,
+    chain_workers: int = 2,
 ) -> RenderResult:
     """Render ``plan`` with ``engine`` into ``out_dir``, continuing an interrupted render there.
 
@@ -163,6 +165,9 @@ def render_session(
         spend less time in per-block overhead offline.
     on_clip : callable, optional
         Called with each :class:`ClipRecord` once it is saved (used to test interruptions).
+    chain_workers : int
+        Threads preparing clips (trim, denoise, loudness) while the engine runs; numpy, scipy's
+        FFT and filters release the GIL in the heavy parts. The output does not depend on it.
 
     Raises
     ------
@@ -188,7 +193,14 @@ def render_session(
     records: list[ClipRecord] = []
     previous: Continuation | None = None
     bar = tqdm(total=len(plan.segments), unit="clip", file=sys.stderr, disable=not progress, desc="render")
-    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain") as chain_thread:
+    # Clip preparation is pure, so it runs on a pool while the engine makes the next clips; the
+    # mixer takes the prepared clips strictly in clip order on its own thread, so the output does
+    # not depend on the timing.
+    with (
+        bar,
+        ThreadPoolExecutor(max_workers=max(1, chain_workers), thread_name_prefix="chain") as prepare_pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="mix") as mix_thread,
+    ):
         chained: list[Future[None]] = []
         for segment in plan.segments:
             # Once one clip is made afresh, every later clip is made afresh too.
@@ -202,8 +214,8 @@ def render_session(
             records.append(record)
             if on_clip is not None:
                 on_clip(record)
-            # The chain runs on its own thread, in clip order, while the engine makes the next clip.
-            chained.append(chain_thread.submit(assembler.feed, record))
+            prepared = prepare_pool.submit(assembler.prepare, record)
+            chained.append(mix_thread.submit(assembler.mix, record, prepared))
             previous = Continuation(
                 tail=conditioning_tail(record.audio, record.sample_rate, chain_config),
                 sample_rate=record.sample_rate,
@@ -212,6 +224,10 @@ def render_session(
             _raise_chain_errors(chained)
             bar.set_postfix_str(f"{segment.emotion} ({'resumed' if record.resumed else 'generated'})")
             bar.update(1)
+        # The plot depends on the plan only: draw it while the chain catches up with the engine.
+        t0 = time.perf_counter()
+        _write_plot(paths["path_plot"], plan)
+        timings["write"] += time.perf_counter() - t0
         for future in chained:
             future.result()
     session = assembler.finish()
@@ -222,32 +238,48 @@ def render_session(
 
 
 class _Assembler:
-    """Prepares and mixes clips into the session through the chain (one clip at a time, in order)."""
+    """Prepares clips (any thread) and mixes them into the session (one thread, in clip order)."""
 
     def __init__(self, sample_rate: int, channels: int, config: ChainConfig, block_frames: int) -> None:
         self.sample_rate, self.channels, self.config = sample_rate, channels, config
         self.mixer = SessionMixer(sample_rate, channels, config, block_frames)
         self.blocks: list[np.ndarray] = []
         self.midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
-        self.seconds = 0.0
+        self.seconds = 0.0  # summed over the chain's threads
+        self._lock = threading.Lock()
 
-    def feed(self, record: ClipRecord) -> None:
+    def prepare(self, record: ClipRecord) -> tuple[np.ndarray, int]:
+        """The clip-level chain (pure, any thread): ``(prepared audio, frames trimmed from the start)``."""
         t0 = time.perf_counter()
-        audio = resample(record.audio, record.sample_rate, self.sample_rate)
+        audio = record.audio
+        if record.sample_rate != self.sample_rate:
+            audio = resample(audio, record.sample_rate, self.sample_rate)
         trimmed = 0  # frames the silence trim cuts from the start: the notes move with the audio
         if self.config.trim_silence:
             trimmed, _ = sound_bounds(
                 audio, self.sample_rate, self.config.trim_threshold_db, self.config.trim_window_ms
             )
-        self.blocks += self.mixer.push(prepare_clip(audio, self.sample_rate, self.config))
+        prepared = prepare_clip(audio, self.sample_rate, self.config)
+        self._add_seconds(time.perf_counter() - t0)
+        return prepared, trimmed
+
+    def mix(self, record: ClipRecord, prepared: Future[tuple[np.ndarray, int]]) -> None:
+        """Crossfade and stream one prepared clip; call in clip order from one thread."""
+        audio, trimmed = prepared.result()
+        t0 = time.perf_counter()
+        self.blocks += self.mixer.push(audio)
         offset = (self.mixer.crossfader.clip_starts[-1] - trimmed) / self.sample_rate
         self.midi_parts.append((offset, record.notes))
-        self.seconds += time.perf_counter() - t0
+        self._add_seconds(time.perf_counter() - t0)
+
+    def _add_seconds(self, seconds: float) -> None:
+        with self._lock:
+            self.seconds += seconds
 
     def finish(self) -> np.ndarray:
         t0 = time.perf_counter()
         self.blocks += self.mixer.close()
-        self.seconds += time.perf_counter() - t0
+        self._add_seconds(time.perf_counter() - t0)
         if not self.blocks:
             raise RenderError("the engine produced only silence; nothing to render")
         return np.concatenate(self.blocks, axis=0)
@@ -289,7 +321,6 @@ def _write_session(
     peak = float(np.abs(session).max())
     peak_dbfs = 20.0 * math.log10(peak) if peak > 0 else -math.inf
     _write_midi(paths["midi"], assembler.midi_parts, records)
-    _write_plot(paths["path_plot"], plan)
     timings["write"] += time.perf_counter() - t0
     resumed = sum(r.resumed for r in records)
     timings["total"] = time.perf_counter() - t_start
