@@ -27,13 +27,16 @@ SR = 44100
 BLOCK = 1024
 
 
-class FailingEngine:
-    """The built-in engine, except that it raises on one segment (a broken clip, not a mock)."""
+class TwistedEngine:
+    """The built-in engine with a twist, standing in for engines the daemon must cope with (not a
+    mock: the clips are real): one that raises on a segment, one slower than real time, one that
+    delivers 32-kHz mono like MusicGen."""
 
-    def __init__(self, fail_index: int) -> None:
-        self.inner = BuiltinEngine()
-        self.name, self.sample_rate, self.channels = "failing", self.inner.sample_rate, self.inner.channels
-        self.fail_index = fail_index
+    def __init__(self, fail_index: int = -1, delay: float = 0.0, mono: bool = False) -> None:
+        self.inner = BuiltinEngine(sample_rate=32000 if mono else 44100)
+        self.name = "slow" if delay else "twisted"
+        self.sample_rate, self.channels = self.inner.sample_rate, 1 if mono else 2
+        self.fail_index, self.delay, self.mono = fail_index, delay, mono
 
     def generate(
         self,
@@ -45,7 +48,14 @@ class FailingEngine:
     ) -> Clip:
         if segment.index == self.fail_index:
             raise RuntimeError(f"synthetic failure on segment {segment.index}")
-        return self.inner.generate(segment, previous, seed=seed, cancel=cancel)
+        if segment.index > 0:
+            time.sleep(self.delay)
+        clip = self.inner.generate(segment, previous, seed=seed, cancel=cancel)
+        if not self.mono:
+            return clip
+        return Clip(
+            clip.audio.mean(axis=1, keepdims=True), clip.sample_rate, clip.segment_index, state=clip.state
+        )
 
 
 def make_daemon(tmp_path: Path, engine: Any = None, speed: float = 3.0, **overrides: Any) -> Daemon:
@@ -161,7 +171,7 @@ def test_a_short_session_plays_every_segment_without_a_gap(tmp_path: Path) -> No
 
 
 def test_an_engine_failure_is_bridged_and_the_session_goes_on(tmp_path: Path) -> None:
-    daemon = make_daemon(tmp_path, engine=FailingEngine(fail_index=2))
+    daemon = make_daemon(tmp_path, engine=TwistedEngine(fail_index=2))
 
     async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
         events: list[Event] = []
@@ -364,28 +374,8 @@ def test_same_seed_and_config_play_the_same_samples(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first, second)
 
 
-class MonoEngine:
-    """The built-in engine at 32 kHz, mixed to mono: the format MusicGen delivers."""
-
-    def __init__(self) -> None:
-        self.inner = BuiltinEngine(sample_rate=32000)
-        self.name, self.sample_rate, self.channels = "mono", 32000, 1
-
-    def generate(
-        self,
-        segment: Segment,
-        previous: Continuation | None,
-        *,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Clip:
-        clip = self.inner.generate(segment, previous, seed=seed, cancel=cancel)
-        mono = clip.audio.mean(axis=1, keepdims=True)
-        return Clip(mono, clip.sample_rate, clip.segment_index, state=clip.state)
-
-
 def test_clips_of_another_rate_and_channel_count_are_converted_for_the_sink(tmp_path: Path) -> None:
-    daemon = make_daemon(tmp_path, engine=MonoEngine(), speed=4.0, **{"session.minutes": 0.15})
+    daemon = make_daemon(tmp_path, engine=TwistedEngine(mono=True), speed=4.0, **{"session.minutes": 0.15})
 
     async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
         events: list[Event] = []
@@ -431,30 +421,9 @@ def test_a_stalled_block_path_is_reported_as_underruns(tmp_path: Path) -> None:
     assert reported >= int(0.3 * SR), "most of the stall was heard as silence and reported"
 
 
-class SlowEngine:
-    """A main engine slower than real time (as MusicGen on a small machine): the built-in engine
-    behind a delay, under another name."""
-
-    def __init__(self, delay: float) -> None:
-        self.inner = BuiltinEngine()
-        self.name, self.sample_rate, self.channels = "slow", self.inner.sample_rate, self.inner.channels
-        self.delay = delay
-
-    def generate(
-        self,
-        segment: Segment,
-        previous: Continuation | None,
-        *,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Clip:
-        time.sleep(self.delay if segment.index > 0 else 0.0)
-        return self.inner.generate(segment, previous, seed=seed, cancel=cancel)
-
-
 def test_a_slow_main_engine_is_bridged_by_built_in_clips(tmp_path: Path) -> None:
     overrides = {"session.minutes": 0.15, "playback.bridge": "builtin", "playback.buffer_seconds": 2.0}
-    daemon = make_daemon(tmp_path, engine=SlowEngine(delay=2.5), speed=2.0, **overrides)
+    daemon = make_daemon(tmp_path, engine=TwistedEngine(delay=2.5), speed=2.0, **overrides)
 
     async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
         events: list[Event] = []
