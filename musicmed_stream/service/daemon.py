@@ -154,6 +154,9 @@ class Daemon:
         self._session: Session | None = None
         self._markers: deque[Marker] = deque()
         self._output_frames = 0  # frames the feeder has written to the ring
+        # (output frames written, timeline position) after each block, to map the sink's read
+        # position back to the timeline (appended by the feeder, trimmed by the event loop)
+        self._heard: deque[tuple[int, int]] = deque([(0, 0)])
         self._subscribers: list[asyncio.Queue[Event]] = []
         self._engine_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         # A slow main engine (MusicGen) may be bridged by built-in clips, made on their own thread.
@@ -379,11 +382,18 @@ class Daemon:
         return (self.timeline.ahead() + self.ring.available()) / self.sample_rate
 
     def played_seconds(self) -> float:
+        """Session audio the sink has played (pauses excluded), to a block."""
         session = self._session
         if session is None:
             return 0.0
-        frames = self.timeline.position - session.timeline_start - self.ring.available()
-        return max(frames, 0) / self.sample_rate
+        return max(self._play_head() - session.timeline_start, 0) / self.sample_rate
+
+    def _play_head(self) -> int:
+        """Timeline frame the sink has played up to: the last block checkpoint it has passed."""
+        heard, read = self._heard, self.ring.frames_read
+        while len(heard) > 1 and heard[1][0] <= read:
+            heard.popleft()
+        return heard[0][1]
 
     # ------------------------------------------------------------------ session internals
 
@@ -663,6 +673,7 @@ class Daemon:
             started = time.perf_counter()
             with self._lock:
                 flush = self._render(block)
+                self._heard.append((self._output_frames, self.timeline.position))
             self.block_seconds += time.perf_counter() - started
             self.block_frames += self.block_size
             if flush:
@@ -709,6 +720,7 @@ class Daemon:
         while True:
             await asyncio.sleep(MONITOR_PERIOD)
             played = self.ring.frames_read
+            self._play_head()  # keeps the checkpoint queue short
             while self._markers and self._markers[0].frame <= played:
                 self._announce(self._markers.popleft())
             blocks, frames = self.sink.counters()
