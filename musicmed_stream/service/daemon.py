@@ -172,6 +172,7 @@ class Daemon:
         self._feeder: threading.Thread | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._switch_interval = sys.getswitchinterval()
         self._underruns = (0, 0)
         self._statistics: Any = None
         self._warmup: asyncio.Future[None] | None = None
@@ -186,7 +187,8 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         # The feeder releases the GIL at every numpy call; with the default 5-ms switch interval
         # a busy engine thread would keep it that long each time (tens of ms per block).
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         self._feeder = threading.Thread(target=self._feed, name="feeder", daemon=True)
         self._feeder.start()
         await asyncio.to_thread(self.sink.start, self.ring)
@@ -212,6 +214,7 @@ class Daemon:
         if self._bridge_pool is not None:
             self._bridge_pool.shutdown(wait=False, cancel_futures=True)
         self._io_pool.shutdown(wait=True)
+        sys.setswitchinterval(self._switch_interval)
 
     def healthy(self) -> bool:
         """Whether the audio path (feeder, sink) and the monitor are alive (for the watchdog: an
