@@ -16,3 +16,12 @@ def jamendo_dir() -> Path:
     if not (JAMENDO_DIR / "autotagging_moodtheme.tsv").is_file():
         pytest.fail(f"MTG-Jamendo metadata not found at {JAMENDO_DIR}")
     return JAMENDO_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_musicgen_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight MusicGen checkpoint (model + processor), saved once per test session."""
+    pytest.importorskip("transformers")
+    from tiny_musicgen import save_tiny_musicgen
+
+    return save_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen"))

@@ -16,7 +16,7 @@ pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
 import torch
-from tiny_musicgen import one_torch_thread, save_tiny_musicgen
+from tiny_musicgen import one_torch_thread
 
 from musicmed_stream.cli.main import main as cli_main
 from musicmed_stream.emotion import load_tag_mapping
@@ -41,8 +41,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen"))
+def tiny_dir(tiny_musicgen_dir):
+    return tiny_musicgen_dir
 
 
 def write_tsv(path: Path, rows: list[tuple[str, str, list[str]]]) -> None:

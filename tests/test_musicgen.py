@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import torch
-from tiny_musicgen import one_torch_thread, save_tiny_musicgen
+from tiny_musicgen import one_torch_thread
 
 from musicmed_stream.engines.base import Continuation, Engine, stream_clip
 from musicmed_stream.engines.musicgen import (
@@ -35,8 +35,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen"))
+def tiny_dir(tiny_musicgen_dir):
+    return tiny_musicgen_dir
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import soundfile as sf
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_musicgen import one_torch_thread, save_tiny_musicgen
+from tiny_musicgen import one_torch_thread
 
 from musicmed_stream.engines.registry import create_engine
 from musicmed_stream.planner.iso import plan_session
@@ -24,8 +24,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen"))
+def tiny_dir(tiny_musicgen_dir):
+    return tiny_musicgen_dir
 
 
 def test_rendered_session_continues_every_clip_from_the_previous_tail(tiny_dir, tmp_path):
