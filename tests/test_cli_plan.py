@@ -14,9 +14,12 @@ def test_plan_prints_a_segment_table(capsys):
     assert main(["plan", "--from", "sad", "--to", "calm", "--minutes", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     rows = [line for line in out if line.strip()[:1].isdigit()]
-    assert len(rows) == 6
+    # 30-s clips crossfaded by 7.5 s start every 22.5 s: 8 clips play 187.5 s, 7 play 165 s, so 3
+    # minutes are 8 clips; the last starts at 7 * 22.5 s.
+    assert len(rows) == 8
     assert rows[0].split()[:5] == ["0", "0:00.0", "-0.72", "-0.38", "sad"]
-    assert rows[-1].split()[:2] == ["5", "2:30.0"] and "calm" in rows[-1]
+    assert rows[-1].split()[:2] == ["7", "2:37.5"] and "calm" in rows[-1]
+    assert "8 clips, 3:07.5" in out[0]
 
 
 def test_plan_json_round_trips_and_honours_the_flags(capsys, jamendo_dir):
@@ -38,7 +41,9 @@ def test_plan_json_round_trips_and_honours_the_flags(capsys, jamendo_dir):
     plan = Plan.from_json(capsys.readouterr().out)
     s = plan.settings
     assert (s.minutes, s.clip_seconds, s.path, s.temperature, s.seed) == (2, 20, "arc", 0, 7)
-    assert len(plan.segments) == 6 and plan.target_label == "relaxing"
+    # 20-s clips crossfaded by 5 s: 8 clips play 125 s, the nearest to 2 minutes (7 play 110 s).
+    assert len(plan.segments) == 8 and plan.target_label == "relaxing"
+    assert plan.duration_s == 125.0
     assert plan.segments[0].va == plan.start and plan.segments[1].va != plan.start
     assert plan.meta["statistics"] == str(jamendo_dir.resolve())
 
@@ -79,6 +84,22 @@ def test_plan_uses_a_user_mapping(tmp_path, capsys):
     plan = Plan.from_json(capsys.readouterr().out)
     assert {s.mood for s in plan.segments} == {"blue"}
     assert plan.meta["mapping"] == str(mapping.resolve())
+
+
+def test_the_plan_grid_follows_the_chain_config(tmp_path):
+    import argparse
+
+    from musicmed_stream.cli.common import plan_from_args
+
+    config = tmp_path / "config.toml"
+    config.write_text("[chain]\ncrossfade_fraction = 0.5\n")
+    args = argparse.Namespace(start="sad", target="calm", minutes=2.0, clip_seconds=20.0, chain_config=None)
+    assert plan_from_args(args).settings.crossfade_fraction == 0.25  # the chain's default
+    args.chain_config = str(config)
+    plan = plan_from_args(args)
+    # Overlaps of 10 s: a clip every 10 s; 11 clips play 120 s.
+    assert plan.settings.crossfade_fraction == 0.5
+    assert len(plan.segments) == 11 and plan.duration_s == 120.0
 
 
 def test_emotions_lists_vocabulary_and_mapping(capsys):

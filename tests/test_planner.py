@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from musicmed_stream.chain import Crossfader
 from musicmed_stream.emotion import load_tag_mapping, nearest_emotion, resolve_state
 from musicmed_stream.errors import ConfigError, UnknownEmotionError
 from musicmed_stream.planner import VA, Plan, PlanSettings, TagStatistics, clip_grid, plan_session, replan
@@ -16,6 +18,11 @@ from musicmed_stream.planner import VA, Plan, PlanSettings, TagStatistics, clip_
 coordinate = st.floats(-1.0, 1.0, allow_nan=False)
 points = st.builds(VA, coordinate, coordinate)
 shapes = st.sampled_from(["line", "arc"])
+
+
+def _minutes(clips: int, clip: float = 30.0, fraction: float = 0.25) -> float:
+    """Minutes that ``clips`` whole clips play for when each pair overlaps by ``fraction`` of a clip."""
+    return (clips * clip - (clips - 1) * fraction * clip) / 60
 
 
 def _distances(plan: Plan, target: VA) -> list[float]:
@@ -30,7 +37,7 @@ def _assert_monotone(distances: list[float]) -> None:
 @settings(max_examples=80, deadline=None)
 @given(points, points, shapes, st.integers(3, 24))
 def test_path_starts_and_ends_at_the_states_and_never_moves_away(start, target, shape, clips):
-    plan = plan_session(start, target, PlanSettings(minutes=clips * 0.5, path=shape))
+    plan = plan_session(start, target, PlanSettings(minutes=_minutes(clips), path=shape))
     assert len(plan.segments) == clips
     assert plan.segments[0].va == start
     assert plan.segments[-1].va == target
@@ -42,7 +49,8 @@ def test_path_starts_and_ends_at_the_states_and_never_moves_away(start, target, 
 @settings(max_examples=40, deadline=None)
 @given(points, points, st.integers(0, 4), st.integers(0, 4))
 def test_match_and_settle_phases(start, target, match, settle):
-    plan = plan_session(start, target, PlanSettings(minutes=5, match_clips=match, settle_clips=settle))
+    settings = PlanSettings(minutes=_minutes(10), match_clips=match, settle_clips=settle)
+    plan = plan_session(start, target, settings)
     vas = [s.va for s in plan.segments]
     assert vas[:match] == [start] * match
     assert vas[len(vas) - settle :] == [target] * settle
@@ -54,7 +62,8 @@ def test_match_and_settle_phases(start, target, match, settle):
 
 
 def test_line_steps_evenly_between_the_phases():
-    plan = plan_session(VA(-0.5, 0.5), VA(0.5, -0.5), PlanSettings(minutes=3, match_clips=1, settle_clips=1))
+    settings = PlanSettings(minutes=_minutes(6), match_clips=1, settle_clips=1)
+    plan = plan_session(VA(-0.5, 0.5), VA(0.5, -0.5), settings)
     # 6 clips: 1 match, 4 transition at k/5, 1 settle.
     expected = [-0.5, -0.3, -0.1, 0.1, 0.3, 0.5]
     assert [s.valence for s in plan.segments] == pytest.approx(expected)
@@ -102,19 +111,67 @@ def test_arc_from_near_the_centre_heads_out_along_the_targets_bearing():
 
 
 def test_short_sessions_keep_a_transition_clip():
-    plan = plan_session("sad", "happy", PlanSettings(minutes=1.5))  # 3 clips, phases of 2 + 2 do not fit
+    plan = plan_session(
+        "sad", "happy", PlanSettings(minutes=_minutes(3))
+    )  # 3 clips, phases of 2 + 2 do not fit
     sad, happy = resolve_state("sad")[0], resolve_state("happy")[0]
     assert [s.va for s in plan.segments][::2] == [sad, happy]
     assert plan.segments[1].va not in (sad, happy)
 
 
-def test_clip_grid_rounds_to_whole_clips_and_may_cut_the_last():
-    assert clip_grid(PlanSettings(minutes=15)) == [(i * 30.0, 30.0) for i in range(30)]
-    grid = clip_grid(PlanSettings(minutes=1, clip_seconds=24))  # 2.5 clips -> 3, the last 12 s
-    assert grid == [(0.0, 24.0), (24.0, 24.0), (48.0, 12.0)]
+def _crossfaded(durations: list[float], fraction: float, rate: int = 1000) -> tuple[list[float], float]:
+    """Clip starts and total length (s) of clips of ``durations`` joined by the audio chain itself."""
+    fader = Crossfader(1, fraction)
+    for d in durations:
+        fader.push(np.ones((round(d * rate), 1), np.float32))
+    fader.close()
+    return [f / rate for f in fader.clip_starts], fader.pull().shape[0] / rate
+
+
+def test_clip_grid_counts_the_crossfade_overlaps():
+    # Default: 40 clips of 30 s every 22.5 s play 7.5 + 40 * 22.5 = 907.5 s; 39 would play 885 s.
+    grid = clip_grid(PlanSettings(minutes=15))
+    assert grid == [(i * 22.5, 30.0) for i in range(40)]
+    # Without crossfades, clips are laid end to end; a clip is never cut short.
+    assert clip_grid(PlanSettings(minutes=15, crossfade_fraction=0.0)) == [
+        (i * 30.0, 30.0) for i in range(30)
+    ]
+    assert clip_grid(PlanSettings(minutes=1, clip_seconds=24, crossfade_fraction=0.0)) == [
+        (0.0, 24.0),
+        (24.0, 24.0),
+        (48.0, 24.0),
+    ]
     assert clip_grid(PlanSettings(minutes=1, clip_seconds=60)) == [(0.0, 60.0)]
-    plan = plan_session("sad", "calm", PlanSettings(minutes=1, clip_seconds=24))
-    assert plan.duration_s == 60.0
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5])
+def test_plan_times_are_the_times_the_audio_chain_plays(fraction):
+    plan = plan_session("sad", "calm", PlanSettings(minutes=3, clip_seconds=8, crossfade_fraction=fraction))
+    starts, total = _crossfaded([s.duration_s for s in plan.segments], fraction)
+    assert [s.start_s for s in plan.segments] == pytest.approx(starts, abs=1e-3)
+    assert plan.duration_s == pytest.approx(total, abs=1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.1, 60), st.sampled_from([4.0, 7.5, 10.0, 30.0]), st.floats(0.0, 0.5), shapes)
+def test_played_session_is_within_half_a_clip_step_of_the_minutes(minutes, clip, fraction, shape):
+    if clip > minutes * 60:
+        clip = minutes * 60
+    settings = PlanSettings(minutes=minutes, clip_seconds=clip, crossfade_fraction=fraction, path=shape)
+    plan = plan_session("sad", "calm", settings)
+    step = clip * (1 - fraction)
+    assert abs(plan.duration_s - minutes * 60) <= step / 2 + 1e-6
+    # Whole clips, one step apart, the last one ending with the played session.
+    assert {s.duration_s for s in plan.segments} == {clip}
+    last = plan.segments[-1]
+    assert last.start_s + last.duration_s == pytest.approx(plan.duration_s)
+    assert [s.start_s for s in plan.segments] == pytest.approx([i * step for i in range(len(plan.segments))])
+
+
+def test_old_plan_files_without_a_crossfade_fraction_still_load():
+    data = plan_session("sad", "calm", PlanSettings(minutes=2)).to_dict()
+    del data["settings"]["crossfade_fraction"]
+    assert Plan.from_dict(data).settings.crossfade_fraction == PlanSettings().crossfade_fraction
 
 
 def test_segments_name_their_nearest_emotion_and_mood_tag():
@@ -135,6 +192,8 @@ def test_segments_name_their_nearest_emotion_and_mood_tag():
         ({"minutes": float("nan")}, "minutes"),
         ({"clip_seconds": 0}, "clip_seconds"),
         ({"minutes": 0.25, "clip_seconds": 30}, "longer than the session"),
+        ({"crossfade_fraction": 0.6}, "crossfade_fraction"),
+        ({"crossfade_fraction": -0.1}, "crossfade_fraction"),
         ({"temperature": -0.1}, "temperature"),
         ({"path": "spiral"}, "path"),
         ({"match_clips": -1}, "match_clips"),
@@ -190,9 +249,9 @@ def test_high_temperature_changes_instruments_and_genres():
 
 def test_a_plausible_instrument_is_kept_across_a_mood_change_and_an_implausible_one_is_not():
     # piano has 30% of happy's tags: kept; calm has no piano: changed.
-    kept = plan_session("sad", "happy", PlanSettings(minutes=2, temperature=1e-6, seed=0), STATS)
+    kept = plan_session("sad", "happy", PlanSettings(minutes=_minutes(4), temperature=1e-6, seed=0), STATS)
     assert [s.instrument for s in kept.segments] == ["piano"] * 4
-    moved = plan_session("sad", "calm", PlanSettings(minutes=2, temperature=1e-6, seed=0), STATS)
+    moved = plan_session("sad", "calm", PlanSettings(minutes=_minutes(4), temperature=1e-6, seed=0), STATS)
     assert moved.segments[0].instrument == "piano" and moved.segments[-1].instrument == "harp"
 
 
@@ -213,7 +272,7 @@ def test_same_seed_same_plan_and_the_seed_matters():
 @settings(max_examples=50, deadline=None)
 @given(points, points, shapes, st.integers(0, 17))
 def test_replan_keeps_the_past_and_goes_from_the_listener_to_the_new_target(position, target, shape, index):
-    plan = plan_session("sad", "calm", PlanSettings(minutes=10, path=shape, seed=4))  # 20 clips
+    plan = plan_session("sad", "calm", PlanSettings(minutes=_minutes(20), path=shape, seed=4))
     new = replan(plan, index, position, target)
     assert new.segments[:index] == plan.segments[:index]
     assert [(s.index, s.start_s, s.duration_s) for s in new.segments] == [
@@ -240,7 +299,7 @@ def test_replan_continues_the_instrument_of_the_last_kept_clip():
 
 
 def test_replan_rejects_bad_indices():
-    plan = plan_session("sad", "calm", PlanSettings(minutes=2))
+    plan = plan_session("sad", "calm", PlanSettings(minutes=_minutes(4)))
     for index in (-1, 4, 10):
         with pytest.raises(ConfigError, match="from_index"):
             replan(plan, index, VA(0, 0), "calm")

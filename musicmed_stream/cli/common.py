@@ -94,8 +94,23 @@ def mapping_from_args(args: argparse.Namespace) -> TagMapping:
     return load_tag_mapping(getattr(args, "mapping", None))
 
 
+def crossfade_fraction_from_args(args: argparse.Namespace) -> float:
+    """The audio chain's crossfade fraction: from ``--chain-config`` when the command has one (the
+    plan's clip grid must overlap its clips as the chain will), else the chain's default."""
+    from musicmed_stream.chain import ChainConfig
+
+    path = getattr(args, "chain_config", None)
+    if not path:
+        return ChainConfig().crossfade_fraction
+    from musicmed_stream.cli.render import chain_config_from_file
+
+    return chain_config_from_file(path).crossfade_fraction
+
+
 def plan_from_args(args: argparse.Namespace, base: PlanSettings = _DEFAULTS) -> Plan:
-    """Plan the session the flags of :func:`add_plan_arguments` describe."""
+    """Plan the session the flags of :func:`add_plan_arguments` describe, on the clip grid of the
+    audio chain's crossfade (:func:`crossfade_fraction_from_args`)."""
+    base = replace(base, crossfade_fraction=crossfade_fraction_from_args(args))
     settings = settings_from_args(args, base)
     return plan_session(
         args.start, args.target, settings, statistics_from_args(args), mapping=mapping_from_args(args)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from musicmed_stream.planner.types import VA, PathShape, Plan, PlanSettings, Segment
+from musicmed_stream.planner.types import VA, PathShape, Plan, PlanSettings, Segment, played_seconds
 
 if TYPE_CHECKING:
-    from musicmed_stream.planner.iso import clip_grid, plan_session, replan, validate_settings
+    from musicmed_stream.planner.iso import clip_grid, clip_step, plan_session, replan, validate_settings
     from musicmed_stream.planner.statistics import (
         StatisticsError,
         TagStatistics,
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "clip_grid": "iso",
+    "clip_step": "iso",
     "plan_session": "iso",
     "replan": "iso",
     "validate_settings": "iso",
@@ -49,8 +50,10 @@ __all__ = [
     "TagStatistics",
     "builtin_palette",
     "clip_grid",
+    "clip_step",
     "load_jamendo_statistics",
     "plan_session",
+    "played_seconds",
     "replan",
     "validate_settings",
 ]

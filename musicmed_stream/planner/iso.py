@@ -1,9 +1,10 @@
 """The iso-principle planner: match the listener's state, then lead step by step to the target.
 
-A session is a grid of clips. The first ``match_clips`` clips stay at the start state, the
-transition clips move evenly along the path (``line`` or ``arc``), and the last
-``settle_clips`` sit at the target. Each clip gets the nearest vocabulary emotion, the nearest
-mood tag, and an instrument and genre drawn from that mood's tag statistics.
+A session is a grid of clips, overlapped by the audio chain's crossfade. The first
+``match_clips`` clips stay at the start state, the transition clips move evenly along the path
+(``line`` or ``arc``), and the last ``settle_clips`` sit at the target. Each clip gets the
+nearest vocabulary emotion, the nearest mood tag, and an instrument and genre drawn from that
+mood's tag statistics.
 """
 
 from __future__ import annotations
@@ -63,22 +64,32 @@ def validate_settings(settings: PlanSettings) -> PlanSettings:
             raise ConfigError(f"{key} must be a whole number >= 0, got {getattr(settings, key)!r}")
     if not _is_number(settings.arc_min_radius) or not 0 <= settings.arc_min_radius <= 1:
         raise ConfigError(f"arc_min_radius must be within [0, 1], got {settings.arc_min_radius!r}")
+    fraction = settings.crossfade_fraction
+    if not _is_number(fraction) or not 0 <= fraction <= 0.5:  # the chain's range
+        raise ConfigError(f"crossfade_fraction must be within [0, 0.5], got {fraction!r}")
     return settings
 
 
-def clip_grid(settings: PlanSettings) -> list[tuple[float, float]]:
-    """``(start_s, duration_s)`` of each clip.
+def clip_step(settings: PlanSettings) -> float:
+    """Seconds from one clip's start to the next in the played session: a clip less its overlap."""
+    return settings.clip_seconds * (1.0 - settings.crossfade_fraction)
 
-    ``round(minutes * 60 / clip_seconds)`` clips (half rounds up, at least one), each
-    ``clip_seconds`` long except the last, which is cut to end with the session when rounding
-    went up (it is then at least half a clip).
+
+def clip_grid(settings: PlanSettings) -> list[tuple[float, float]]:
+    """``(start_s, duration_s)`` of each clip, ``start_s`` in the played session.
+
+    Every clip is ``clip_seconds`` long and overlaps the next by ``o = crossfade_fraction *
+    clip_seconds`` (the audio chain's crossfade), so ``n`` clips play for ``o + n * (c - o)``
+    seconds. ``n = round((T - o) / (c - o))`` (half rounds up, at least one) makes that the
+    closest to the requested ``T = minutes * 60``: within half a step ``(c - o) / 2``. No clip is
+    cut short: a shorter last clip would also shorten its crossfade, and the engines make whole
+    clips best.
     """
     total = settings.minutes * 60
-    n = max(1, math.floor(total / settings.clip_seconds + 0.5))
-    grid = [(i * settings.clip_seconds, settings.clip_seconds) for i in range(n)]
-    last_start = grid[-1][0]
-    grid[-1] = (last_start, min(settings.clip_seconds, total - last_start))
-    return grid
+    step = clip_step(settings)
+    overlap = settings.clip_seconds - step
+    n = max(1, math.floor((total - overlap) / step + 0.5))
+    return [(i * step, float(settings.clip_seconds)) for i in range(n)]
 
 
 def _resolve(

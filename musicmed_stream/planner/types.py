@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -19,7 +20,11 @@ class VA:
 
 @dataclass(frozen=True)
 class Segment:
-    """One clip of the session."""
+    """One clip of the session.
+
+    ``start_s`` is where the clip begins in the played session: consecutive clips overlap by
+    the audio chain's crossfade, so a clip starts before the previous one ends.
+    """
 
     index: int
     start_s: float
@@ -53,6 +58,16 @@ class PlanSettings:
     settle_clips: int = 2
     seed: int = 0
     arc_min_radius: float = 0.5  # the ``arc`` path's smallest radius between its ends
+    # Overlap of consecutive clips as a fraction of the shorter one: the audio chain's
+    # ``ChainConfig.crossfade_fraction``, so that ``minutes`` is the length actually played.
+    crossfade_fraction: float = 0.25
+
+
+def played_seconds(durations: list[float], crossfade_fraction: float) -> float:
+    """Length of clips of ``durations`` played one after the other, each pair overlapped by
+    ``crossfade_fraction`` of the shorter clip (the audio chain's crossfade rule)."""
+    overlaps = sum(crossfade_fraction * min(a, b) for a, b in itertools.pairwise(durations))
+    return float(sum(durations) - overlaps)
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,8 @@ class Plan:
 
     @property
     def duration_s(self) -> float:
-        return sum(s.duration_s for s in self.segments)
+        """Length of the played session: the clips minus their crossfade overlaps."""
+        return played_seconds([s.duration_s for s in self.segments], self.settings.crossfade_fraction)
 
     def to_dict(self) -> dict[str, Any]:
         return {
