@@ -312,6 +312,9 @@ def test_process_session_lengths_ceiling_and_loudness():
     assert abs(pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64)) - (-20.0)) < 1.0
     again = process_session(clips, SR, config, block_frames=777)
     np.testing.assert_array_equal(out, again)
+    # Clips prepared on one thread or on three in any timing: the very same session.
+    for workers in (1, 3):
+        np.testing.assert_array_equal(process_session(clips, SR, config, workers=workers), out)
 
 
 @FAST

@@ -198,8 +198,9 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np
     :class:`~musicmed_stream.chain.Crossfader`.
     """
     data = as_frames(audio)
-    if config.trim_silence:
-        data = trim_silence(data, sample_rate, config.trim_threshold_db, config.trim_window_ms)
+    if config.trim_silence:  # a view: the steps below make new arrays
+        start, stop = sound_bounds(data, sample_rate, config.trim_threshold_db, config.trim_window_ms)
+        data = data[start:stop]
     if config.denoise:
         data = denoise(
             data,
@@ -213,7 +214,8 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np
         )
     if config.normalize:
         data = normalize_loudness(data, sample_rate, config.target_lufs, config.max_gain_db)
-    return data
+    # denoise and normalize_loudness always return new arrays; otherwise copy the (trimmed) input
+    return data if config.denoise or config.normalize else data.copy()
 
 
 def conditioning_tail(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np.ndarray:
@@ -221,11 +223,10 @@ def conditioning_tail(audio: np.ndarray, sample_rate: int, config: ChainConfig) 
 
     This is what the next clip is conditioned on (``Continuation.tail``).
     """
-    data = trim_silence(audio, sample_rate, config.trim_threshold_db, config.trim_window_ms)
+    data = as_frames(audio)
+    start, stop = sound_bounds(data, sample_rate, config.trim_threshold_db, config.trim_window_ms)
     frames = round(config.tail_seconds * sample_rate)
-    if frames == 0:
-        return data[:0].copy()
-    return data[-frames:].copy()
+    return data[max(start, stop - frames) : stop].copy()
 
 
 def resample(audio: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") -> np.ndarray:
