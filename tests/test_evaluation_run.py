@@ -34,7 +34,8 @@ def test_two_minute_builtin_session_end_to_end(tmp_path):
     plan = plan_session("sad", "calm", PlanSettings(minutes=2, clip_seconds=15))
     folder = render_builtin(tmp_path / "run", plan)
     metrics = evaluate_run(folder)
-    assert metrics["run"]["clips"] == len(plan.segments) == 8
+    # 15-s clips overlapping by 3.75 s: 10 clips play 116.25 s, the nearest to 2 minutes.
+    assert metrics["run"]["clips"] == len(plan.segments) == 10
     assert [c["mood"] for c in metrics["clips"]] == [s.mood for s in plan.segments]
     for name in ("metrics.json", "evaluation.md", "eval_path.png", "eval_clips.png", "eval_loudness.png"):
         assert (folder / name).is_file(), name
@@ -46,7 +47,7 @@ def test_two_minute_builtin_session_end_to_end(tmp_path):
     assert comfort["integrated_lufs"] == pytest.approx(-20, abs=1.5)
     assert comfort["true_peak_dbtp"] <= -0.9
     assert comfort["clipped_samples"] == 0
-    assert len(comfort["loudness_steps_lu"]) == 7
+    assert len(comfort["loudness_steps_lu"]) == 9
     rec = metrics["recognition"]
     assert rec["backend"] == "features"
     assert 0 <= rec["auprc"] <= 1 and 0 <= rec["hamming"] <= 1
@@ -103,14 +104,18 @@ def test_clap_and_clap_zero_shot_on_a_run(synthetic_run, tmp_path):
 
 
 def test_daemon_recording_with_event_log(tmp_path):
-    plan = plan_session(
-        "tired", "energetic", PlanSettings(minutes=0.5, clip_seconds=10, match_clips=1, settle_clips=1)
-    )
+    # The synthetic recording lays the clips end to end: a chain without crossfades.
+    settings = PlanSettings(minutes=0.5, clip_seconds=10, match_clips=1, settle_clips=1, crossfade_fraction=0)
+    plan = plan_session("tired", "energetic", settings)
     clips = [music_for(s.valence, s.arousal, s.duration_s, seed=s.index) for s in plan.segments]
     idle = np.zeros((int(1.5 * SR), 2), dtype=np.float32)  # the sink recorded silence before the session
     write_audio(tmp_path / "musicmed-stream.wav", np.concatenate([idle, *clips]), SR)
-    # The log as `ctl follow --json` prints it: a reply line, then protocol event messages.
+    # The log as `ctl follow --json` prints it: a reply line, then protocol event messages; an
+    # earlier session logged before (the daemon appends to its log) is not in this recording.
+    earlier = plan_session("happy", "sad", PlanSettings(minutes=0.5, clip_seconds=10))
     lines = [
+        {"type": "event", "event": "session_started", "data": {"plan": earlier.to_dict()}},
+        {"type": "event", "event": "segment_started", "data": {"index": 0, "start_s": 0.0}},
         {"subscribed": True},
         {"type": "event", "event": "session_started", "data": {"plan": plan.to_dict()}},
     ]
@@ -135,6 +140,8 @@ def test_daemon_recording_with_event_log(tmp_path):
     (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
     run = load_run(tmp_path)
     assert run.kind == "daemon"
+    assert [c.index for c in run.clips] == [s.index for s in plan.segments]
+    assert run.plan == plan
     # The first clip's first sample is its first sound only to within the -50 dBFS threshold.
     assert run.offset_s == pytest.approx(1.5, abs=0.01)
     assert [c.start_s for c in run.clips] == pytest.approx([s.start_s for s in plan.segments])

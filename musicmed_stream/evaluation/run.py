@@ -9,7 +9,8 @@ file sink's default name) or ``session.wav``/``.flac``) and an event log ``event
 ``musicmed-stream ctl follow --json`` prints; a JSON array in ``events.json`` works too).
 ``segment_started`` events give each clip's planned point, mood, prompt and ``start_s`` (session
 time); a clip's audio runs from its ``start_s`` to the next one's. The session's place in the
-recording is found from its first sound (:func:`session_offset`).
+recording is found from its first sound (:func:`session_offset`). A log of several sessions (the
+daemon's ``service.event_log`` is appended to) is read from its last ``session_started`` on.
 """
 
 from __future__ import annotations
@@ -205,6 +206,9 @@ def load_recording(folder: Path, events_path: Path) -> Run:
         raise RunError(f"{folder} has an event log but no recording ({', '.join(RECORDING_NAMES)})")
     session, sr = read_audio(recording)
     events = read_events(events_path)
+    # The daemon appends to its log across sessions and restarts: the recording holds the last one.
+    begun = [i for i, e in enumerate(events) if e["type"] == "session_started"]
+    events = events[begun[-1] :] if begun else events
     started = [e.get("data", {}) for e in events if e["type"] == "segment_started"]
     if not started:
         raise RunError(f"event log {events_path} has no segment_started events")

@@ -80,7 +80,7 @@ class PlaybackSettings:
     """``[playback]``: buffering, fades and the block path."""
 
     buffer_seconds: float = 45.0
-    ring_seconds: float = 0.25
+    ring_seconds: float = 1.0
     volume: float = 0.8
     volume_ramp_seconds: float = 0.3
     pause_ramp_seconds: float = 0.1
@@ -114,6 +114,7 @@ class ServiceSettings:
     state_dir: str = ""
     resume: bool = True
     warmup: bool = True
+    event_log: str = "events.jsonl"
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,15 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("control", "rate_limit_per_second"): (0.1, 10000),
 }
 # Keys whose change only takes effect after a restart (SIGHUP reports them).
-RESTART_KEYS = ("engine", "chain", "sink", "control", "service.state_dir", "playback.ring_seconds")
+RESTART_KEYS = (
+    "engine",
+    "chain",
+    "sink",
+    "control",
+    "service.state_dir",
+    "service.event_log",
+    "playback.ring_seconds",
+)
 
 
 def _section_types() -> dict[str, type]:
@@ -396,6 +405,18 @@ def state_dir(config: Config, env: Mapping[str, str] | None = None) -> Path:
         return Path(env["STATE_DIRECTORY"].split(":")[0])
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "musicmed-stream"
+
+
+def event_log_path(config: Config, state: Path | None) -> Path | None:
+    """The event log: ``service.event_log`` (relative to the state folder ``state``); ``None`` when
+    it is ``""``, or relative with no state folder."""
+    name = config.service.event_log
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    if path.is_absolute():
+        return path
+    return None if state is None else state / path
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:

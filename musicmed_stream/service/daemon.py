@@ -56,7 +56,8 @@ from musicmed_stream.player.ring import RingBuffer
 from musicmed_stream.player.sinks import Sink
 from musicmed_stream.player.timeline import Timeline
 from musicmed_stream.service.api import Event, EventType, StartOptions
-from musicmed_stream.service.config import Config
+from musicmed_stream.service.config import Config, event_log_path
+from musicmed_stream.service.eventlog import EventLog, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ class Daemon:
     sink : Sink
         Output, started by :meth:`start`.
     state_dir : Path, optional
-        Where the session state is persisted for crash recovery; ``None`` disables it.
+        Where the session state is persisted for crash recovery; ``None`` disables it. A relative
+        ``service.event_log`` is written there.
     """
 
     def __init__(self, config: Config, engine: Engine, sink: Sink, state_dir: Path | None = None) -> None:
@@ -177,6 +179,7 @@ class Daemon:
         self._statistics: Any = None
         self._warmup: asyncio.Future[None] | None = None
         self._mapping: Any = None
+        self._event_log: EventLog | None = None
         self.block_seconds = 0.0  # time spent in the block path (feeder), for the benchmark
         self.block_frames = 0
 
@@ -185,6 +188,10 @@ class Daemon:
     async def start(self) -> None:
         """Start the feeder, the sink and the monitor; resume a persisted session if configured."""
         self._loop = asyncio.get_running_loop()
+        log_path = event_log_path(self.config, self.state_dir)
+        if log_path is not None:
+            self._event_log = EventLog(log_path)
+            log.info("event log: %s", log_path)
         # The feeder releases the GIL at every numpy call; with the default 5-ms switch interval
         # a busy engine thread would keep it that long each time (tens of ms per block).
         self._switch_interval = sys.getswitchinterval()
@@ -214,6 +221,8 @@ class Daemon:
         if self._bridge_pool is not None:
             self._bridge_pool.shutdown(wait=False, cancel_futures=True)
         self._io_pool.shutdown(wait=True)
+        if self._event_log is not None:
+            await asyncio.to_thread(self._event_log.close)
         sys.setswitchinterval(self._switch_interval)
 
     def healthy(self) -> bool:
@@ -225,6 +234,10 @@ class Daemon:
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration: session defaults, fades, buffering and volume."""
+        if config.session.mapping != self.config.session.mapping:
+            self._mapping = None  # reloaded on next use
+        if config.session.jamendo != self.config.session.jamendo:
+            self._statistics = None
         self.config = dataclasses.replace(self.config, session=config.session, playback=config.playback)
         self._volume.set(config.playback.volume)
 
@@ -241,12 +254,13 @@ class Daemon:
             path=_pick(options.path, defaults.path),  # type: ignore[arg-type]
             temperature=_pick(options.temperature, defaults.temperature),
             seed=_pick(options.seed, defaults.seed),
+            crossfade_fraction=self.chain_config.crossfade_fraction,  # the clip grid the timeline plays
         )
         _check_settings(settings)
         statistics = await self._load_statistics()
         from musicmed_stream.planner import plan_session
 
-        plan = plan_session(start_va, target_va, settings, statistics)
+        plan = plan_session(start_va, target_va, settings, statistics, mapping=self._tag_mapping())
         plan = dataclasses.replace(plan, start_label=start_label, target_label=target_label)
         await self.stop(self.config.playback.skip_fade_seconds)
         session = Session(
@@ -273,7 +287,9 @@ class Daemon:
             from_index = 0 if current is None else current["index"] + 1
             position = session.plan.start if current is None else current["segment"].va
             previous = None if current is None else current["next"]
-        plan = replan(_extended(session.plan, from_index), from_index, position, target_va)
+        statistics = await self._load_statistics()
+        extended = _extended(session.plan, from_index)
+        plan = replan(extended, from_index, position, target_va, statistics, mapping=self._tag_mapping())
         plan = dataclasses.replace(plan, target_label=label)
         with self._lock:
             self.timeline.drop_future()
@@ -435,14 +451,21 @@ class Daemon:
         if session.producer is not None:
             session.producer.cancel()
 
-    def _resolve(self, spec: str, what: str) -> tuple[VA, str]:
-        from musicmed_stream.emotion import load_tag_mapping, resolve_state
+    def _tag_mapping(self) -> Any:
+        """The configured tag mapping (``session.mapping``, else the built-in one), loaded once: it
+        resolves the states and gives every planned clip its mood tag."""
+        if self._mapping is None:
+            from musicmed_stream.emotion import load_tag_mapping
 
-        if self._mapping is None and self.config.session.mapping:
-            self._mapping = load_tag_mapping(self.config.session.mapping)
+            self._mapping = load_tag_mapping(self.config.session.mapping or None)
+        return self._mapping
+
+    def _resolve(self, spec: str, what: str) -> tuple[VA, str]:
+        from musicmed_stream.emotion import resolve_state
+
         if not isinstance(spec, str):
             raise SessionError(f"{what} must be an emotion name, a mood tag or 'valence,arousal'")
-        return resolve_state(spec, mapping=self._mapping)
+        return resolve_state(spec, mapping=self._tag_mapping())
 
     async def _load_statistics(self) -> Any:
         if self._statistics is None:
@@ -463,7 +486,7 @@ class Daemon:
             return segments[index]
         if session.on_end != "hold" or not segments:
             return None
-        return _hold_segment(segments[-1], index)
+        return _hold_segment(segments[-1], index, session.plan.settings.crossfade_fraction)
 
     async def _produce(self, session: Session) -> None:
         """Generate and schedule clips until the plan is done or the session is stopped."""
@@ -576,7 +599,9 @@ class Daemon:
         try:
             seconds = min(defaults.clip_seconds, 8.0)
             settings = PlanSettings(minutes=seconds / 60, clip_seconds=seconds, seed=defaults.seed)
-            plan = plan_session(defaults.start, defaults.target, settings, self._statistics)
+            plan = plan_session(
+                defaults.start, defaults.target, settings, self._statistics, mapping=self._tag_mapping()
+            )
             started = time.perf_counter()
             self._make_clip(plan.segments[0], None, clip_seed(defaults.seed, 0), threading.Event())
             log.info("engine warmed up in %.2f s", time.perf_counter() - started)
@@ -787,6 +812,8 @@ class Daemon:
         """Deliver an event to every subscriber; a full queue loses its oldest event."""
         event = Event(kind, data)
         log.debug("event %s %s", kind, {k: v for k, v in data.items() if k != "plan"})
+        if self._event_log is not None:
+            self._event_log.write(event)
         for queue in list(self._subscribers):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -829,7 +856,7 @@ class Daemon:
                     used.tail if used.tail.shape[0] else np.zeros((1, max(used.tail.shape[1], 1)), np.float32)
                 )
                 write_audio(self.state_dir / keep, tail, used.sample_rate, subtype="FLOAT")
-            write_text_atomic(self.state_dir / STATE_FILE, json.dumps(record, indent=1, default=_jsonable))
+            write_text_atomic(self.state_dir / STATE_FILE, json.dumps(record, indent=1, default=jsonable))
             for old in self.state_dir.glob("tail-*.wav"):
                 if old.name != keep:
                     old.unlink(missing_ok=True)
@@ -874,11 +901,11 @@ class Daemon:
         self._emit("plan_changed", {"from_index": index, "plan": plan.to_dict(), "reason": "resumed"})
 
 
-def _hold_segment(last: Segment, index: int) -> Segment:
-    """Segment ``index`` past the end of a plan: the last segment again, later."""
-    return dataclasses.replace(
-        last, index=index, start_s=last.start_s + (index - last.index) * last.duration_s
-    )
+def _hold_segment(last: Segment, index: int, crossfade_fraction: float) -> Segment:
+    """Segment ``index`` past the end of a plan: the last segment again, later (one clip step,
+    a clip less its crossfade overlap, per segment)."""
+    step = last.duration_s * (1.0 - crossfade_fraction)
+    return dataclasses.replace(last, index=index, start_s=last.start_s + (index - last.index) * step)
 
 
 def _extended(plan: Plan, from_index: int) -> Plan:
@@ -887,7 +914,8 @@ def _extended(plan: Plan, from_index: int) -> Plan:
     wanted = from_index + max(4, plan.settings.settle_clips + 3)
     if len(plan.segments) >= wanted or not plan.segments:
         return plan
-    extra = tuple(_hold_segment(plan.segments[-1], i) for i in range(len(plan.segments), wanted))
+    fraction = plan.settings.crossfade_fraction
+    extra = tuple(_hold_segment(plan.segments[-1], i, fraction) for i in range(len(plan.segments), wanted))
     return dataclasses.replace(plan, segments=plan.segments + extra)
 
 
@@ -917,14 +945,6 @@ def _match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     if audio.shape[1] == 1:
         return np.repeat(audio, channels, axis=1)
     return audio.mean(axis=1, keepdims=True).astype(np.float32)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
 __all__ = ["Daemon", "PreparedClip", "SessionError"]
