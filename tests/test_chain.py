@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import noisereduce
 import numpy as np
 import pyloudnorm
 import pytest
@@ -27,6 +28,7 @@ from musicmed_stream.chain import (
     trim_silence,
     true_peak_dbtp,
 )
+from musicmed_stream.chain.clip import noise_reference
 from musicmed_stream.errors import AudioError, ConfigError
 
 SR = 44100
@@ -148,6 +150,32 @@ def test_denoise_lowers_noise_floor_and_keeps_tone():
     assert abs(10 * math.log10(tone_before / tone_after)) < 1.0
     # The end of the clip is not lost in the STFT (gated by at most 1 - prop_decrease).
     assert np.sqrt(np.mean(out[-300:] ** 2)) > 0.1 * np.sqrt(np.mean(clip[-300:] ** 2))
+
+
+@pytest.mark.parametrize("frames", [3 * SR + 333, 2 * 65536])
+def test_chunked_denoise_matches_noisereduce_on_the_whole_clip(frames):
+    # denoise() lets noisereduce work in padded 65536-frame chunks for speed; on whole-hop chunk
+    # borders every sample comes from the same STFT frames, so only float rounding may differ.
+    clip = music_like(frames / SR + 0.1, seed=5)[:frames] + noise(frames / SR + 0.1, 0.01, seed=6)[:frames]
+    whole = noisereduce.reduce_noise(
+        y=clip.T,
+        sr=SR,
+        stationary=True,
+        prop_decrease=0.5,
+        n_fft=2048,
+        hop_length=1024,
+        y_noise=noise_reference(clip, 2048, 0.2),
+        n_std_thresh_stationary=1.5,
+        freq_mask_smooth_hz=None,
+        time_mask_smooth_ms=None,
+        chunk_size=frames + 1,
+        padding=2048,
+        n_jobs=1,
+        use_tqdm=False,
+    ).T
+    out = denoise(clip, SR)
+    assert np.abs(out - clip).max() > 1e-3  # the gate did act
+    np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6)
 
 
 def test_prepare_clip_trims_and_normalizes():

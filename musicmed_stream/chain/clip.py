@@ -20,6 +20,9 @@ from musicmed_stream.errors import AudioError
 _LOUDNESS_BLOCK_S = 0.4
 # Below the BS.1770 absolute gate a clip is treated as silence: no gain at all.
 _SILENCE_LUFS = -70.0
+# Frames per noisereduce chunk: its STFT arrays (about 1 MB per chunk at n_fft 2048) stay in
+# the CPU caches, which makes the gate about a third cheaper than one whole-clip chunk.
+_DENOISE_CHUNK = 1 << 16
 
 
 def as_frames(audio: np.ndarray) -> np.ndarray:
@@ -138,9 +141,15 @@ def denoise(
     ``noise_quantile`` of the clip (see :func:`noise_reference`), not from the whole clip as
     noisereduce does by default: measured on the whole clip, every sustained or loud note raises
     its own bins' threshold and gets gated, which is the opposite of musical. The STFT hop is half of
-    ``n_fft`` (the cheapest hop a Hann window reconstructs from), the clip is one chunk
-    (no chunk seams) and ``n_jobs=1``; see docs/audio_chain.md for the speed measurements. Clips
-    shorter than two STFT frames are returned unchanged.
+    ``n_fft`` (the cheapest hop a Hann window reconstructs from) and ``n_jobs=1``.
+
+    In stationary mode without mask smoothing noisereduce works through the clip in chunks of
+    65536 frames padded by ``n_fft`` on each side: cache-sized arrays make it about a third
+    cheaper. Chunk and padding are whole hops, so every kept sample comes from the same STFT
+    frames, summed in the same order, as with the whole clip in one chunk: the output is
+    bit-identical (tested), without seams. Mask smoothing (an FFT convolution over the chunk) and
+    the non-stationary gate (smoothing over time) see a chunk as a whole, so they get the whole
+    clip as one chunk. Clips shorter than two STFT frames are returned unchanged.
     """
     data = as_frames(audio)
     if data.shape[0] < 2 * n_fft or prop_decrease == 0.0:
@@ -158,13 +167,18 @@ def denoise(
         n_std_thresh_stationary=n_std_thresh,
         freq_mask_smooth_hz=smooth,
         time_mask_smooth_ms=None,
-        # One chunk for the whole clip; the padding keeps the last partial STFT frame.
-        chunk_size=data.shape[0] + 1,
+        chunk_size=_denoise_chunk(data.shape[0], n_fft, stationary and smooth is None),
         padding=n_fft,
+        clip_noise_stationary=False,  # the noise reference is the quiet part, not the first chunk
         n_jobs=1,
         use_tqdm=False,
     )
     return np.ascontiguousarray(np.asarray(reduced, dtype=np.float32).reshape(data.shape[1], -1).T)
+
+
+def _denoise_chunk(frames: int, n_fft: int, chunked: bool) -> int:
+    """noisereduce chunk size: whole hops (``n_fft`` is a power of two), or the whole clip."""
+    return max(_DENOISE_CHUNK, 4 * n_fft) if chunked else frames + 1
 
 
 def noise_reference(audio: np.ndarray, n_fft: int, quantile: float) -> np.ndarray:
