@@ -14,6 +14,7 @@ from musicmed_stream.service.config import (
     Config,
     changed_keys,
     env_overrides,
+    event_log_path,
     load_config,
     needs_restart,
     state_dir,
@@ -128,3 +129,13 @@ def test_state_dir_follows_config_then_systemd_then_xdg(tmp_path: Path) -> None:
     assert state_dir(config, {"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "musicmed-stream"
     explicit = load_config(env={}, overrides={"service.state_dir": str(tmp_path / "s")})
     assert state_dir(explicit, {"STATE_DIRECTORY": "/x"}) == tmp_path / "s"
+
+
+def test_the_event_log_is_in_the_state_folder_unless_absolute_or_disabled(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert event_log_path(load_config(env={}), state) == state / "events.jsonl"
+    assert event_log_path(load_config(env={}), None) is None  # no state folder: nowhere to put it
+    absolute = load_config(env={"MUSICMED_SERVICE_EVENT_LOG": str(tmp_path / "log.jsonl")})
+    assert event_log_path(absolute, state) == tmp_path / "log.jsonl"
+    assert event_log_path(load_config(env={}, overrides={"service.event_log": ""}), state) is None
+    assert needs_restart("service.event_log")

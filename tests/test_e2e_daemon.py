@@ -143,8 +143,6 @@ def test_serve_subprocess_survives_bad_clients(tmp_path: Path, jamendo_dir: Path
         "MUSICMED_CONTROL_MAX_MESSAGE_BYTES": "4096",
         "MUSICMED_CONTROL_RATE_LIMIT_PER_SECOND": "5",
         "MUSICMED_PLAYBACK_FADE_SECONDS": "0.5",
-        # Headroom for a busy shared test machine (default 0.25 s); the audio must still be gapless.
-        "MUSICMED_PLAYBACK_RING_SECONDS": "0.5",
     }
     serve = ServeProcess(
         tmp_path, jamendo_dir, env, "--token", "t0ken", "--start-from", "sad", "--start-to", "calm",

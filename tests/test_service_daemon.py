@@ -66,7 +66,8 @@ def make_daemon(tmp_path: Path, engine: Any = None, speed: float = 3.0, **overri
         "playback.buffer_seconds": 8.0,
         "playback.buffer_event_seconds": 0.5,
         "playback.fade_seconds": 0.5,
-        # the ring covers ~0.15-0.25 s of wall time at these speeds, as 0.25 s does at real time
+        # the ring covers ~0.15-0.3 s of wall time at these sped-up paces (the default 1 s would be
+        # 0.25-0.5 s), so that the tests hear a command soon after giving it
         "playback.ring_seconds": 0.6,
         "service.warmup": False,
         **overrides,
@@ -388,8 +389,8 @@ def test_clips_of_another_rate_and_channel_count_are_converted_for_the_sink(tmp_
     assert [e.data["index"] for e in events if e.type == "segment_started"] == list(range(len(segments)))
     audio = recording(tmp_path)
     loud = audio[np.abs(audio).max(axis=1) > 0]
-    planned = sum(s["duration_s"] for s in segments)
-    # 9 s planned, one 1-s crossfade: ~8 s at 44.1 kHz; played unconverted it would last ~5.8 s
+    planned = segments[-1]["start_s"] + segments[-1]["duration_s"]
+    # 3 clips of 4 s overlapping by 1 s: 10 s played at 44.1 kHz; unconverted, ~7.3 s
     assert len(loud) > 0.8 * planned * SR, "the 32-kHz clips are resampled to the sink's rate"
     np.testing.assert_array_equal(loud[:, 0], loud[:, 1])  # mono duplicated to both channels
     assert_no_gap(audio, daemon.sink)
@@ -437,3 +438,96 @@ def test_a_slow_main_engine_is_bridged_by_built_in_clips(tmp_path: Path) -> None
     started = [e.data["index"] for e in events if e.type == "segment_started"]
     assert started == list(range(len(info["plan"]["segments"]))), "every segment still plays"
     assert_no_gap(recording(tmp_path), daemon.sink)
+
+
+def test_the_configured_mapping_and_crossfade_reach_the_plan_and_the_replan(tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"tags": {"blue": {"kind": "mood", "emotion": "sad"}}}))
+    overrides = {"session.mapping": str(mapping), "chain.crossfade_fraction": 0.5, "session.minutes": 0.5}
+    daemon = make_daemon(tmp_path, speed=1.0, **overrides)
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[dict, dict]:
+        info = await d.start_session(StartOptions("blue", "happy"))
+        changed = await d.set_target("calm")
+        await d.stop(0.05)
+        return info, changed
+
+    info, changed = run_with(daemon, body)
+    # The only mood tag of the configured mapping names every clip, before and after re-planning.
+    assert {s["mood"] for s in info["plan"]["segments"]} == {"blue"}
+    assert {s["mood"] for s in changed["plan"]["segments"]} == {"blue"}
+    assert info["plan"]["meta"]["mapping"] == str(mapping.resolve())
+    # 4-s clips overlapping by 2 s: 14 clips play 2 + 14 * 2 = 30 s.
+    assert info["plan"]["settings"]["crossfade_fraction"] == 0.5
+    assert [s["start_s"] for s in info["plan"]["segments"]] == [2.0 * i for i in range(14)]
+
+
+def test_a_daemon_session_is_evaluated_from_its_recording_and_event_log(tmp_path: Path) -> None:
+    from musicmed_stream.evaluation import evaluate_run
+
+    log = tmp_path / "run" / "events.jsonl"
+    config = load_config(
+        env={},
+        overrides={
+            "session.clip_seconds": 4.0,
+            "session.minutes": 0.3,
+            "playback.buffer_seconds": 8.0,
+            "playback.fade_seconds": 0.5,
+            "playback.ring_seconds": 0.6,
+            "service.warmup": False,
+            "service.event_log": str(log),
+        },
+    )
+    sink = FileSink(tmp_path / "run" / "recording.wav", SR, 2, BLOCK, speed=3.0)
+    daemon = Daemon(config, BuiltinEngine(), sink, tmp_path / "state")
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> tuple[list[Event], dict]:
+        events: list[Event] = []
+        info = await d.start_session(StartOptions("sad", "calm", seed=5))
+        await collect_until(queue, "session_ended", events)
+        return events, info
+
+    events, info = run_with(daemon, body)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    # Every event, in order, with its data (the subscriber saw them from session_started on).
+    assert [(x["type"], x["data"]) for x in lines[-len(events) :]] == [
+        (e.type, json.loads(json.dumps(e.data))) for e in events
+    ]
+    plan = info["plan"]
+    # The played session follows the plan's crossfaded grid: 6 clips of 4 s every 3 s, 19 s.
+    # (session times count from the start command, before the first clip is ready)
+    starts = [e.data["start_s"] for e in events if e.type == "segment_started"]
+    assert [t - starts[0] for t in starts] == pytest.approx([s["start_s"] for s in plan["segments"]], abs=0.1)
+    assert events[-1].data["played_s"] - starts[0] == pytest.approx(19.0, abs=0.75)
+
+    metrics = evaluate_run(tmp_path / "run", out_dir=tmp_path / "eval")
+    assert metrics["run"]["kind"] == "daemon"
+    assert [c["mood"] for c in metrics["clips"]] == [s["mood"] for s in plan["segments"]]
+    assert [c["start_s"] for c in metrics["clips"]] == pytest.approx(starts)
+    assert metrics["comfort"]["clipped_samples"] == 0
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_the_event_log_can_be_disabled(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, **{"service.event_log": ""})
+
+    async def body(d: Daemon, queue: asyncio.Queue[Event]) -> None:
+        await d.start_session(StartOptions("sad", "calm"))
+        await d.stop(0.05)
+
+    run_with(daemon, body)
+    assert not list(tmp_path.rglob("*.jsonl"))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_full_disk_is_logged_once_and_the_event_log_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    from musicmed_stream.service.eventlog import EventLog
+
+    log = EventLog(Path("/dev/full"))
+    with caplog.at_level("ERROR", logger="musicmed_stream.service.eventlog"):
+        for i in range(5):
+            log.write(Event("volume", {"volume": i / 10}))
+        log.close()
+    assert (log.written, log.failed) == (0, 5)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "/dev/full" in errors[0].getMessage()

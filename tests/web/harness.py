@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from musicmed_stream.control.server import ControlServer, start_control_server
-from musicmed_stream.service.config import load_config
+from musicmed_stream.service.config import PlaybackSettings, load_config
 from musicmed_stream.service.daemon import Daemon
 from musicmed_stream.service.runner import build_daemon
 
@@ -35,9 +35,9 @@ def daemon_overrides(folder: Path, jamendo: Path, speed: float) -> dict[str, Any
         "service.warmup": False,
         "session.jamendo": str(jamendo),
         "playback.buffer_seconds": 8.0,
-        # A sped-up sink drains the ring faster than real time: keep more of it so that a busy
-        # test machine does not underrun (the default 0.25 s is 62 ms of wall time at 4x).
-        "playback.ring_seconds": 0.25 * max(speed, 1.0),
+        # A sped-up sink drains the ring faster than real time: past 4x, keep at least the 0.25 s of
+        # wall time the default (1 s) holds at 4x, so that a busy test machine does not underrun.
+        "playback.ring_seconds": max(PlaybackSettings().ring_seconds, 0.25 * speed),
     }
 
 
