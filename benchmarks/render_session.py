@@ -11,6 +11,7 @@ the wall time this process actually ran.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from musicmed_stream.engines.builtin import BuiltinEngine
 from musicmed_stream.planner import PlanSettings, plan_session
 from musicmed_stream.render import render_session
 
+BLOCK = 16384  # streaming block of the offline render and process_session
+
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     """``(result, wall seconds, CPU seconds of this process)``."""
@@ -37,6 +40,11 @@ def line(label: str, audio_s: float, wall: float, cpu: float) -> str:
     return f"{label:<34} {wall:7.2f} s wall {cpu:7.2f} s cpu {audio_s / wall:8.1f}x real time"
 
 
+def load() -> str:
+    """The 1-minute load average (the machine may be shared)."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0)
@@ -46,7 +54,10 @@ def main() -> None:
 
     config = ChainConfig()
     plan = plan_session("sad", "calm", PlanSettings(minutes=args.minutes, clip_seconds=args.clip_seconds))
-    print(f"{len(plan.segments)} clips of {args.clip_seconds:g} s, {args.minutes:g} min, chain defaults")
+    print(
+        f"{len(plan.segments)} clips of {args.clip_seconds:g} s, {args.minutes:g} min, chain defaults; "
+        f"{os.cpu_count()} CPUs, load average {load()}"
+    )
     with tempfile.TemporaryDirectory(prefix="musicmed-bench-") as tmp:
         best = None
         for run in range(args.repeat):
@@ -89,17 +100,18 @@ def main() -> None:
             proc = BlockProcessor(rate, result.channels, config)
             for clip in prepared:
                 fader.push(clip)
-                while fader.available >= 4096:
-                    frames += proc.process(fader.pull(4096)).shape[0]
+                while fader.available >= BLOCK:
+                    frames += proc.process(fader.pull(BLOCK)).shape[0]
             fader.close()
             while fader.available:
-                frames += proc.process(fader.pull(4096)).shape[0]
+                frames += proc.process(fader.pull(BLOCK)).shape[0]
             return frames
 
         _, wall_s, cpu_s = timed(stream)
         print(line("  block level: crossfade+HP+limiter", session_s, wall_s, cpu_s))
         peak = max(float(np.abs(c).max()) for c in prepared)
         print(f"(largest prepared-clip sample {20 * np.log10(peak):.2f} dBFS before the limiter)")
+        print(f"load average at the end {load()}")
 
 
 if __name__ == "__main__":
