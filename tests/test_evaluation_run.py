@@ -109,7 +109,8 @@ def test_daemon_recording_with_event_log(tmp_path):
     plan = plan_session("tired", "energetic", settings)
     clips = [music_for(s.valence, s.arousal, s.duration_s, seed=s.index) for s in plan.segments]
     idle = np.zeros((int(1.5 * SR), 2), dtype=np.float32)  # the sink recorded silence before the session
-    write_audio(tmp_path / "musicmed-stream.wav", np.concatenate([idle, *clips]), SR)
+    # ... and after it, until the daemon was stopped
+    write_audio(tmp_path / "musicmed-stream.wav", np.concatenate([idle, *clips, idle]), SR)
     # The log as `ctl follow --json` prints it: a reply line, then protocol event messages; an
     # earlier session logged before (the daemon appends to its log) is not in this recording.
     earlier = plan_session("happy", "sad", PlanSettings(minutes=0.5, clip_seconds=10))
@@ -137,6 +138,9 @@ def test_daemon_recording_with_event_log(tmp_path):
         for s in plan.segments
     ]
     lines.append({"type": "event", "event": "buffer_level", "data": {"seconds": 3.0}, "time": 2.0})
+    played = sum(c.shape[0] for c in clips) / SR
+    ended = {"reason": "finished", "played_s": played}
+    lines.append({"type": "event", "event": "session_ended", "data": ended})
     (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
     run = load_run(tmp_path)
     assert run.kind == "daemon"
@@ -152,7 +156,7 @@ def test_daemon_recording_with_event_log(tmp_path):
     assert metrics["run"]["session_offset_s"] == pytest.approx(1.5, abs=0.01)
     assert metrics["speed"]["real_time_factor"] is None
     assert metrics["adherence"]["end_quadrant_planned"] == "+V+A"
-    assert metrics["comfort"]["silent_gaps"] == []  # the idle time before the session is not a gap
+    assert metrics["comfort"]["silent_gaps"] == []  # the idle time around the session is not a gap
 
 
 def test_evaluate_and_compare_commands(synthetic_run, tmp_path, capsys):

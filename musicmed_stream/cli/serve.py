@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--log-level", choices=("debug", "info", "warning", "error"), help="service.log_level"
     )
     parser.add_argument("--no-resume", action="store_true", help="do not resume a session saved before")
+    parser.add_argument(
+        "--event-log", metavar="PATH", help='service.event_log: JSON lines of every event ("" disables)'
+    )
     parser.add_argument("--start-from", metavar="STATE", help="start a session at once from this state")
     parser.add_argument("--start-to", metavar="STATE", help="... toward this state (default session.to)")
     parser.add_argument("--minutes", type=float, help="session.minutes")
@@ -52,6 +55,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
         "service.state_dir": args.state_dir,
         "service.log_level": args.log_level,
         "service.resume": False if args.no_resume else None,
+        "service.event_log": args.event_log,
         "session.minutes": args.minutes,
         "session.clip_seconds": args.clip_seconds,
         "session.seed": args.seed,

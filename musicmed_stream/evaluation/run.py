@@ -228,6 +228,10 @@ def load_recording(folder: Path, events_path: Path) -> Run:
         # From here on, times are session times: the recording before the session is dropped.
         offset = session_offset(session, sr, float(started[0]["start_s"]))
         session = session[round(offset * sr) :]
+        # After session_ended the idle daemon records silence: it is not part of the session.
+        ended = [e["data"].get("played_s") for e in events if e["type"] == "session_ended"]
+        if ended and isinstance(ended[-1], int | float) and ended[-1] > 0:
+            session = session[: round(float(ended[-1]) * sr)]
         total_s = session.shape[0] / sr
         for i, data in enumerate(started):
             start = float(data["start_s"])
