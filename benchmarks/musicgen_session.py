@@ -6,9 +6,11 @@ and nothing can be downloaded on the benchmark machine) and run through ``Musicg
 exactly as a session does: the first clip from text, every later clip continuing the previous
 clip's tail (``--tail-seconds`` of audio prompt).
 
-A session of ``--minutes`` is ``minutes * 60 / clip_seconds`` clips. With ``--clips N`` smaller than
-that, N clips are generated (the first from text, the others with an audio prompt) and the session
-time is extrapolated as ``first + (clips - 1) * mean(continuations)``; the output says so.
+A session of ``--minutes`` is the planner's clip grid (``planner.clip_grid``: clips overlapped by
+the chain's quarter-clip crossfade, so that the session plays for ``--minutes``). With
+``--clips N`` smaller than that, N clips are generated (the first from text, the others with an
+audio prompt) and the session time is extrapolated as ``first + (clips - 1) *
+mean(continuations)``; the output says so.
 
 Usage::
 
@@ -113,6 +115,7 @@ def run_one(size: str, impl: str, args: argparse.Namespace) -> dict:
 
     from musicmed_stream.engines.base import Continuation
     from musicmed_stream.engines.musicgen.engine import MusicgenEngine
+    from musicmed_stream.planner import PlanSettings, clip_grid
     from musicmed_stream.planner.types import Segment
 
     t0 = time.perf_counter()
@@ -132,7 +135,9 @@ def run_one(size: str, impl: str, args: argparse.Namespace) -> dict:
         guidance_scale=args.guidance_scale,
         **options,
     )
-    session_clips = round(args.minutes * 60 / args.clip_seconds)
+    grid = clip_grid(PlanSettings(minutes=args.minutes, clip_seconds=args.clip_seconds))
+    session_clips = len(grid)
+    played_s = grid[-1][0] + grid[-1][1]  # the crossfaded session's length
     clips = min(args.clips, session_clips)
 
     def seg(i: int) -> Segment:
@@ -182,7 +187,8 @@ def run_one(size: str, impl: str, args: argparse.Namespace) -> dict:
         "first_clip_s": round(times[0], 2),
         "continuation_clip_s": round(statistics.mean(conts), 2),
         "session_minutes": round(session_s / 60, 2),
-        "realtime_factor": round(args.minutes * 60 / session_s, 2),
+        "played_minutes": round(played_s / 60, 2),
+        "realtime_factor": round(played_s / session_s, 2),
         "first_audio_s": round(min(first_audio), 3),
         "ms_per_step": round(1000 * statistics.mean(conts) / (args.clip_seconds * 50), 2),
         "peak_gpu_GiB": round(peak, 2),
