@@ -318,7 +318,7 @@ def _write_session(
     t0 = time.perf_counter()
     rate = assembler.sample_rate
     duration = session.shape[0] / rate
-    peak = float(np.abs(session).max())
+    peak = max(float(session.max()), -float(session.min()))  # no 300-MB temporary of |x|
     peak_dbfs = 20.0 * math.log10(peak) if peak > 0 else -math.inf
     _write_midi(paths["midi"], assembler.midi_parts, records)
     timings["write"] += time.perf_counter() - t0
