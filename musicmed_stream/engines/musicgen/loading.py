@@ -99,7 +99,9 @@ def _check_folder(folder: Path, model: str) -> Path:
 
 
 def _fetch_hint(model: str, what: str) -> str:
-    repo = model if "/" in model and not Path(model).expanduser().exists() else DEFAULT_MODEL
+    # A Hub id is "owner/name"; anything that looks like a filesystem path gets the default id.
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") != 1
+    repo = DEFAULT_MODEL if looks_like_path or Path(model).expanduser().exists() else model
     return (
         f"MusicGen weights not found: {what}; fetch them with `hf download {repo}` "
         f"(or `huggingface-cli download {repo}`), or point --model at a folder saved with save_pretrained"
