@@ -53,7 +53,10 @@ def main() -> None:
     args = parser.parse_args()
 
     config = ChainConfig()
-    plan = plan_session("sad", "calm", PlanSettings(minutes=args.minutes, clip_seconds=args.clip_seconds))
+    settings = PlanSettings(
+        minutes=args.minutes, clip_seconds=args.clip_seconds, crossfade_fraction=config.crossfade_fraction
+    )
+    plan = plan_session("sad", "calm", settings)
     print(
         f"{len(plan.segments)} clips of {args.clip_seconds:g} s, {args.minutes:g} min, chain defaults; "
         f"{os.cpu_count()} CPUs, load average {load()}"
