@@ -34,11 +34,12 @@ def test_a_client_within_the_rate_is_never_refused(rate: float, capacity: float,
     assert all(bucket.take(i / rate) for i in range(n))
 
 
-@given(rate=rates, capacity=capacities)
-def test_a_burst_gets_exactly_the_capacity(rate: float, capacity: float) -> None:
-    bucket = TokenBucket(rate=rate, capacity=capacity, now=0.0)
-    taken = sum(bucket.take(0.0) for _ in range(int(capacity) + 5))
-    assert taken == int(capacity)
+@given(rate=rates, capacity=st.integers(min_value=1, max_value=50))
+def test_a_burst_gets_exactly_the_capacity(rate: float, capacity: int) -> None:
+    # A whole-number burst: a fractional one is blurred by the rounding tolerance of ``take``.
+    bucket = TokenBucket(rate=rate, capacity=float(capacity), now=0.0)
+    taken = sum(bucket.take(0.0) for _ in range(capacity + 5))
+    assert taken == capacity
 
 
 def test_a_clock_stepping_back_refills_nothing() -> None:
