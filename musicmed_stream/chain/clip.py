@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import noisereduce
 import numpy as np
 import pyloudnorm
 import soxr
@@ -156,6 +155,9 @@ def denoise(
         return data.copy()
     bin_hz = sample_rate / (n_fft / 2)
     smooth = freq_smooth_hz if freq_smooth_hz >= bin_hz else None
+    # Imported here: noisereduce imports torch (about a second), which no other command needs.
+    import noisereduce
+
     reduced = noisereduce.reduce_noise(
         y=data.T,
         sr=sample_rate,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 from musicmed_stream.emotion.mapping import TagMapping, parse_tag_mapping, strip_tag
 from musicmed_stream.emotion.vocabulary import Emotion
@@ -150,6 +149,9 @@ def rater_agreement(raters: list[dict[str, str]], names: list[str] | None = None
     categories = sorted({c for ratings in raters for c in ratings.values()})
     codes = {c: i for i, c in enumerate(categories)}
     data = np.array([[codes[r[tag]] for r in raters] for tag in tags])
+    # Imported here: statsmodels takes most of a second to import, and only this command needs it.
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
     table, _ = aggregate_raters(data, n_cat=len(categories))
     kappa = float("nan") if len(categories) == 1 else float(fleiss_kappa(table, method="fleiss"))
     majority: dict[str, str] = {}
