@@ -95,19 +95,39 @@ def test_arc_between_intense_states_keeps_their_intensity(start, target):
     assert min(math.hypot(s.valence, s.arousal) for s in plan.segments) >= floor - 1e-9
 
 
+def _steps(plan: Plan) -> np.ndarray:
+    points = np.array([[s.valence, s.arousal] for s in plan.segments])
+    return np.hypot(*np.diff(points, axis=0).T)
+
+
 def test_arc_from_near_the_centre_heads_out_along_the_targets_bearing():
     start, target = VA(0.05, 0.1), VA(-0.8, -0.4)
-    arc = plan_session(start, target, PlanSettings(minutes=4, path="arc", match_clips=1, settle_clips=1))
+    phases = {"minutes": 4, "match_clips": 1, "settle_clips": 1}
+    arc = plan_session(start, target, PlanSettings(path="arc", **phases))
+    line = plan_session(start, target, PlanSettings(path="line", **phases))
     bearing = math.atan2(target.arousal, target.valence)
+    # Once it leaves the start, the arc heads out along the target's bearing...
     for s in arc.segments[1:]:
-        assert math.atan2(s.arousal, s.valence) == pytest.approx(bearing)
-        assert math.hypot(s.valence, s.arousal) >= 0.5 - 1e-9
+        turn = math.remainder(math.atan2(s.arousal, s.valence) - bearing, math.tau)
+        assert abs(turn) < math.radians(15)
+    # ...further from the neutral centre than the line, which passes right by it...
+    closest = lambda plan: min(math.hypot(s.valence, s.arousal) for s in plan.segments[1:])  # noqa: E731
+    assert closest(arc) > closest(line) + 0.1
+    # ...and without a jump away from the start: no step is three times the line's even step.
+    assert _steps(arc).max() < 3 * _steps(line).max()
     # Both states inside the minimum radius: nothing to go around, the arc is the line.
     near = (VA(0.1, 0.2), VA(-0.2, -0.1))
     line = plan_session(*near, PlanSettings(minutes=3, path="line"))
     assert [s.va for s in plan_session(*near, PlanSettings(minutes=3, path="arc")).segments] == [
         s.va for s in line.segments
     ]
+
+
+@settings(max_examples=80, deadline=None)
+@given(points, points)
+def test_arc_moves_step_by_step_even_from_inside_the_minimum_radius(start, target):
+    # A 15-minute session (40 clips): no clip-to-clip step on the arc is a jump across the circle.
+    assert _steps(plan_session(start, target, PlanSettings(path="arc"))).max() < 0.2
 
 
 def test_short_sessions_keep_a_transition_clip():

@@ -68,6 +68,7 @@ def arc_points(start: VA, target: VA, progress: np.ndarray, min_radius: float) -
     """
     r0, theta0 = _polar(start)
     r1, theta1 = _polar(target)
+    borrowed = r0 < min_radius or r1 < min_radius
     if r0 < min_radius:
         theta0 = theta1
     elif r1 < min_radius:
@@ -77,7 +78,16 @@ def arc_points(start: VA, target: VA, progress: np.ndarray, min_radius: float) -
     interior = (progress > 0.0) & (progress < 1.0)
     radius = np.where(interior, np.maximum(radius, min_radius), radius)
     angle = theta0 + turn * progress
-    return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
+    points = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
+    if borrowed:
+        # With a borrowed angle the arc's end lies away from the inner state itself: fade from the
+        # straight line into the arc and back, so the path leaves and reaches both states smoothly.
+        a = np.array([start.valence, start.arousal])
+        b = np.array([target.valence, target.arousal])
+        line = a + (b - a) * progress[:, None]
+        weight = np.sin(np.pi * np.clip(progress, 0.0, 1.0))[:, None]
+        points = line + weight * (points - line)
+    return points
 
 
 def monotone_toward(points: np.ndarray, target: VA) -> np.ndarray:
