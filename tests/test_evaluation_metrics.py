@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from test_evaluation_support import SR, synth_music
+from test_evaluation_support import SR, synth_chords, synth_music
 
 from musicmed_stream.evaluation import adherence, comfort, recognition
 from musicmed_stream.evaluation.features import estimate_va, extract_features, key_correlations
@@ -227,6 +227,31 @@ def test_key_correlations_recognize_a_major_and_a_minor_triad():
     minor[[9, 0, 4]] = 1.0  # A C E
     assert key_correlations(major)[2] == "G major"
     assert key_correlations(minor)[2] == "A minor"
+
+
+def test_bass_on_the_tonic_tells_a_minor_key_from_its_relative_major():
+    # Without bass evidence, a chroma with equal weight on A C E reads as A minor (the triad test
+    # above); the same pitch classes with C in the bass read as C major once the bass counts.
+    chroma = np.zeros(12)
+    chroma[[9, 0, 4]] = 1.0  # A C E
+    bass_on_c = np.zeros(12)
+    bass_on_c[0] = 1.0
+    assert key_correlations(chroma)[2] == "A minor"
+    assert key_correlations(chroma, bass_on_c)[2] == "C major"
+    assert key_correlations(chroma, np.roll(bass_on_c, 9))[2] == "A minor"
+
+
+# i-iv-v-i in A minor and I-IV-V-I in its relative C major: the same seven pitch classes
+# (A B C D E F G), told apart only by which chords sound and which note is in the bass.
+A_MINOR_CADENCE = [[45, 57, 60, 64], [38, 57, 62, 65], [40, 55, 59, 64], [45, 57, 60, 64]]
+C_MAJOR_CADENCE = [[36, 55, 60, 64], [41, 57, 60, 65], [43, 55, 59, 62], [36, 55, 60, 64]]
+
+
+@pytest.mark.parametrize(("chords", "key"), [(A_MINOR_CADENCE, "A minor"), (C_MAJOR_CADENCE, "C major")])
+def test_a_cadence_is_read_in_its_key_and_mode(chords, key):
+    features = extract_features(synth_chords(chords * 2, 1.0), SR)
+    assert features.key == key
+    assert (features.mode > 0) == key.endswith("major")
 
 
 @pytest.mark.parametrize("bpm", [55, 90, 150])

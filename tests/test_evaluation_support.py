@@ -56,6 +56,26 @@ def synth_music(
     return np.stack([out, out], axis=1).astype(np.float32)
 
 
+def synth_chords(chords: list[list[int]], seconds_per_chord: float, sr: int = SR) -> np.ndarray:
+    """Mono block chords with harmonic tones, float32; each chord is a list of MIDI pitches.
+
+    Every chord sounds for ``seconds_per_chord`` with a smooth attack and release; the first pitch
+    of a chord is its bass note.
+    """
+    n = np.arange(int(seconds_per_chord * sr)) / sr
+    envelope = np.minimum(n / 0.02, 1.0) * np.clip((seconds_per_chord - n) / 0.05, 0.0, 1.0)
+    harmonics = np.arange(1, 7)
+    out = []
+    for chord in chords:
+        block = np.zeros(n.size)
+        for pitch in chord:
+            f0 = 440.0 * 2.0 ** ((pitch - 69) / 12)
+            block += (np.sin(2 * np.pi * f0 * harmonics[:, None] * n) / harmonics[:, None] ** 1.5).sum(axis=0)
+        out.append(envelope * block)
+    audio = np.concatenate(out)
+    return (0.5 * audio / np.max(np.abs(audio))).astype(np.float32)
+
+
 def music_for(valence: float, arousal: float, seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
     """Music following a circumplex point: tempo, loudness, brightness from arousal; mode from valence."""
     return synth_music(
@@ -106,6 +126,17 @@ def test_synth_music_is_bounded_and_starts_and_ends_silent():
     # Every note envelope starts and ends at zero, so the clip does too.
     assert np.all(np.abs(audio[0]) < 1e-6)
     assert np.all(np.abs(audio[-1]) < 1e-3)
+
+
+def test_synth_chords_plays_each_chord_in_turn():
+    # One second per chord: the strongest frequency of each second is a partial of its chord.
+    audio = synth_chords([[45, 57, 60, 64], [41, 57, 62, 65]], 1.0)
+    assert audio.shape == (2 * SR,) and np.max(np.abs(audio)) == pytest.approx(0.5, abs=1e-6)
+    for second, chord in enumerate([[45, 57, 60, 64], [41, 57, 62, 65]]):
+        spectrum = np.abs(np.fft.rfft(audio[second * SR : (second + 1) * SR]))
+        peak_hz = float(np.argmax(spectrum))  # a 1-s window: 1 Hz per bin
+        partials = [440.0 * 2.0 ** ((p - 69) / 12) * h for p in chord for h in range(1, 7)]
+        assert min(abs(peak_hz - f) for f in partials) < 2.0
 
 
 def test_music_for_is_louder_at_high_arousal():

@@ -27,7 +27,7 @@ SCALES = {
     "onset_rate": (2.5, 2.5),  # 0 .. 5 onsets per second
     "loudness_lufs": (-25.0, 10.0),  # -35 .. -15 LUFS
     "centroid_octaves": (0.0, 1.5),  # log2(centroid / 1500 Hz): 530 Hz .. 4.2 kHz
-    "mode": (0.0, 0.3),  # best major minus best minor key-profile correlation
+    "mode": (0.0, 0.3),  # best major minus best minor key score
 }
 AROUSAL_WEIGHTS = {"tempo_bpm": 0.3, "onset_rate": 0.3, "loudness_lufs": 0.2, "centroid_octaves": 0.2}
 VALENCE_WEIGHTS = {"mode": 0.6, "tempo_bpm": 0.2, "centroid_octaves": 0.2}
@@ -38,6 +38,12 @@ CENTROID_REFERENCE_HZ = 1500.0
 TEMPO_PRIOR_BPM = 80.0
 TEMPO_PRIOR_OCTAVES = 2.0
 ANALYSIS_RATE = 22050
+# Tonic evidence from the bass: a key's score is its profile correlation plus this weight times the
+# share of the bass chroma (C1..B3, 33-247 Hz) on its tonic. The bass most often sits on the tonic,
+# which is what tells a minor key from its relative major (same pitch classes, different tonic).
+BASS_TONIC_WEIGHT = 2.0
+BASS_FMIN_HZ = 32.70  # C1
+BASS_OCTAVES = 3
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,10 @@ class AcousticFeatures:
     centroid_hz : float
         Mean spectral centroid.
     major_r, minor_r : float
-        Best correlation of the mean chroma with the 12 rotations of the Krumhansl-Kessler major /
-        minor profile; ``key_clarity`` is the larger of the two and ``key`` the best key's name.
+        Best major / minor key score (:func:`key_correlations`): correlation of the mean chroma
+        with the 12 rotations of the Krumhansl-Kessler major / minor profile, plus the bass's
+        share on the key's tonic; ``key_clarity`` is the larger of the two and ``key`` the best
+        key's name.
     """
 
     tempo_bpm: float
@@ -79,13 +87,37 @@ class AcousticFeatures:
         return asdict(self) | {"mode": self.mode, "key_clarity": self.key_clarity}
 
 
-def key_correlations(chroma_mean: np.ndarray) -> tuple[float, float, str]:
-    """Best major and minor Krumhansl-Kessler correlations of a 12-bin mean chroma, and the best key."""
+def key_correlations(
+    chroma_mean: np.ndarray, bass_chroma: np.ndarray | None = None
+) -> tuple[float, float, str]:
+    """Best major and minor key scores of a 12-bin mean chroma, and the best key.
+
+    Parameters
+    ----------
+    chroma_mean : np.ndarray
+        Mean chroma of the clip, 12 bins from C.
+    bass_chroma : np.ndarray, optional
+        Mean chroma of the bass register, 12 bins from C. Without it a key's score is its
+        Pearson correlation with the Krumhansl-Kessler profile; with it the score adds
+        :data:`BASS_TONIC_WEIGHT` times the bass's share on the key's tonic, so that a minor key
+        and its relative major (the same pitch classes) are told apart by the bass note.
+
+    Returns
+    -------
+    major, minor : float
+        Best major and best minor key score.
+    key : str
+        Name of the best key (``""`` for a flat chroma).
+    """
     names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
     if np.ptp(chroma_mean) <= 1e-12:
         return 0.0, 0.0, ""
-    major = [np.corrcoef(chroma_mean, np.roll(KK_MAJOR, k))[0, 1] for k in range(12)]
-    minor = [np.corrcoef(chroma_mean, np.roll(KK_MINOR, k))[0, 1] for k in range(12)]
+    major = np.array([np.corrcoef(chroma_mean, np.roll(KK_MAJOR, k))[0, 1] for k in range(12)])
+    minor = np.array([np.corrcoef(chroma_mean, np.roll(KK_MINOR, k))[0, 1] for k in range(12)])
+    if bass_chroma is not None and np.sum(bass_chroma) > 1e-12:
+        # Key k (major or minor) has its tonic on pitch class k.
+        tonic_share = BASS_TONIC_WEIGHT * np.asarray(bass_chroma, dtype=float) / np.sum(bass_chroma)
+        major, minor = major + tonic_share, minor + tonic_share
     best_major, best_minor = int(np.argmax(major)), int(np.argmax(minor))
     key = (
         f"{names[best_major]} major"
@@ -121,7 +153,11 @@ def extract_features(audio: np.ndarray, sample_rate: int) -> AcousticFeatures:
     onsets = librosa.onset.onset_detect(onset_envelope=envelope, sr=sr, units="time")
     centroid = float(np.mean(librosa.feature.spectral_centroid(y=mono, sr=sr)))
     chroma = librosa.feature.chroma_stft(y=mono, sr=sr).mean(axis=1)
-    major_r, minor_r, key = key_correlations(chroma)
+    # Unnormalized (norm=None) so that loud bass notes count more than quiet ones.
+    bass = librosa.feature.chroma_cqt(
+        y=mono, sr=sr, fmin=BASS_FMIN_HZ, n_octaves=BASS_OCTAVES, bins_per_octave=36, norm=None
+    ).mean(axis=1)
+    major_r, minor_r, key = key_correlations(chroma, bass)
     return AcousticFeatures(
         tempo_bpm=tempo,
         onset_rate=float(len(onsets) / duration) if duration > 0 else 0.0,
