@@ -68,10 +68,12 @@ def arc_points(start: VA, target: VA, progress: np.ndarray, min_radius: float) -
     """
     r0, theta0 = _polar(start)
     r1, theta1 = _polar(target)
-    borrowed = r0 < min_radius or r1 < min_radius
-    if r0 < min_radius:
+    # A state at the minimum radius up to rounding (e.g. from polar coordinates) counts as outside.
+    inside = min_radius - 1e-9
+    borrowed = r0 < inside or r1 < inside
+    if r0 < inside:
         theta0 = theta1
-    elif r1 < min_radius:
+    elif r1 < inside:
         theta1 = theta0
     turn = _wrapped_turn(theta0, theta1)
     radius = r0 + (r1 - r0) * progress
