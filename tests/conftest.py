@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests with a fixed example sequence (a failure there reproduces exactly) and no
+# per-example deadline (a loaded 2-core machine is slow); local runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JAMENDO_DIR = REPO_ROOT.parent / "shared" / "data" / "mtg-jamendo"
