@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One-step setup on a fresh Debian/Ubuntu machine with Python 3.11.
-#   bash scripts/setup.sh          runtime: PortAudio + the package with the MusicGen and evaluation extras
+#   bash scripts/setup.sh          runtime: PortAudio, FluidSynth and a GM SoundFont + the package with the MusicGen and evaluation extras
 #   bash scripts/setup.sh --test   also the test tools, a null ALSA output and headless Chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS="libportaudio2 libsndfile1"
+PKGS="libportaudio2 libsndfile1 libfluidsynth3 fluid-soundfont-gm"
 [ "${1:-}" = "--test" ] && PKGS="$PKGS chromium"
 if ! dpkg -s $PKGS >/dev/null 2>&1; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $PKGS >/dev/null

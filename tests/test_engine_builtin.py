@@ -30,9 +30,10 @@ from musicmed_stream.planner.types import Segment
 SR = 22050
 
 
-@pytest.fixture(scope="module")
-def engine() -> BuiltinEngine:
-    return BuiltinEngine(sample_rate=SR)
+@pytest.fixture(scope="module", params=["auto", "none"], ids=["sampled", "synthetic"])
+def engine(request) -> BuiltinEngine:
+    """Both voices: sampled GM instruments (FluidSynth) and the pip-only synthetic fallback."""
+    return BuiltinEngine(sample_rate=SR, soundfont=request.param)
 
 
 def seg(
@@ -65,7 +66,9 @@ def test_implements_engine_protocol(engine):
 
 def test_same_seed_and_state_is_bit_identical(engine):
     first = engine.generate(seg(), None, seed=5)
-    again = BuiltinEngine(sample_rate=SR).generate(seg(), None, seed=5)
+    again = BuiltinEngine(
+        sample_rate=SR, soundfont=(engine.soundfont and str(engine.soundfont.path)) or "none"
+    ).generate(seg(), None, seed=5)
     assert np.array_equal(first.audio, again.audio)
     assert first.state == again.state and first.notes == again.notes
     nxt = engine.generate(seg(index=1), follow(first), seed=6)

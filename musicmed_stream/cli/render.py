@@ -34,9 +34,8 @@ def run(args: argparse.Namespace) -> int:
     chain = chain_config_from_file(args.chain_config)
     plan = plan_from_args(args)
     musicgen = {k: v for k, v in (("model", args.model), ("adapter", args.adapter)) if v is not None}
-    engine = create_engine(
-        args.engine, builtin={"overlap_fraction": chain.crossfade_fraction}, musicgen=musicgen
-    )
+    builtin = {"overlap_fraction": chain.crossfade_fraction, "soundfont": args.soundfont}
+    engine = create_engine(args.engine, builtin=builtin, musicgen=musicgen)
     arguments = {k: v for k, v in vars(args).items() if k not in ("func",)}
     result = render_session(
         plan,
@@ -46,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         audio_format=args.format,
         force=args.force,
         arguments=arguments,
-        key_extra={"musicgen": musicgen} if engine.name == "musicgen" else None,
+        # A render resumed with other voices would mix two sounds: the voices are part of the key.
+        key_extra={"musicgen": musicgen} if engine.name == "musicgen" else {"voices": engine.voices},
         progress=not args.quiet,
     )
     t = result.timings
@@ -72,6 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_argument_group("render")
     group.add_argument(
         "--engine", choices=ENGINE_NAMES, default="builtin", help="clip engine (default builtin)"
+    )
+    group.add_argument(
+        "--soundfont",
+        default="auto",
+        metavar="SF2|auto|none",
+        help="built-in engine voices: a GM .sf2/.sf3 played by FluidSynth, 'auto' (default: the first GM "
+        "SoundFont found, else synthetic voices) or 'none' (synthetic voices)",
     )
     group.add_argument("--model", help="MusicGen model id or folder (engine musicgen/auto)")
     group.add_argument("--adapter", help="LoRA adapter folder (engine musicgen/auto)")

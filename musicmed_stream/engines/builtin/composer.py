@@ -43,7 +43,18 @@ INTERLUDE_EVERY = 4  # every 4th period the melody rests over the accompaniment
 ARPEGGIO_ORDERS = ((0, 1, 2, 3, 4, 3, 2, 1), (0, 2, 1, 3, 2, 4, 3, 1), (0, 1, 2, 3, 0, 1, 2, 4))
 
 LAYER_CHANNELS = {"lead": 0, "accomp": 1, "bass": 2, "pad": 3, "drums": 9}
-DRUM_NOTES = {"kick": 36, "rim": 37, "snare": 38, "brush": 40, "hat": 42, "shaker": 70}
+DRUM_NOTES = {
+    "kick": 36,
+    "rim": 37,
+    "snare": 38,
+    "clap": 39,
+    "brush": 40,
+    "hat": 42,
+    "openhat": 46,
+    "shaker": 70,
+}
+FULL_KIT_LEVEL = 0.55  # above this kit level a soft or brushed groove becomes a full backbeat
+CLAP_STYLES = frozenset({"electronic", "pop", "hiphop", "downtempo"})
 
 # 8-bar periods of scale degrees (0 = tonic); bar 4 ends the antecedent, bar 8 the period.
 PROGRESSIONS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -324,7 +335,7 @@ class Composer:
 
     def _drum(self, name: str, start: float, velocity: float) -> None:
         vel = int(min(127, max(1, round(velocity))))
-        self.notes.append(Note(start, start + 0.1, DRUM_NOTES[name], vel, "drums", name, 0))
+        self.notes.append(Note(start, start + 0.1, DRUM_NOTES[name], vel, "drums", name, self.style.kit))
 
     def _jitter(self) -> float:
         h = self.style.humanize_s
@@ -585,39 +596,59 @@ class Composer:
         for p in voicing[:3]:
             self._add("pad", self.layers.pad, t0, t0 + dur * 0.99, p + 12 if p < 55 else p, vel)
 
+    def _drum_kind(self, level: float) -> str:
+        """The groove: the style's own, a full backbeat once the kit is loud (high arousal)."""
+        kind = self.style.drums if self.style.drums != "none" else "soft"
+        if level > FULL_KIT_LEVEL and kind in ("soft", "brush", "halftime"):
+            return "backbeat"
+        return kind
+
     def _drums(self, t0: float, spb: float, pos: int) -> None:
         level = self.layers.drum_level
         if level < 0.05:
             return
-        kind = self.style.drums if self.style.drums != "none" else "soft"
+        kind = self._drum_kind(level)
         v = 30 + 70 * level
+        # Hats in sixteenths when the music is at its most aroused, eighths otherwise.
+        hat_step = 0.25 if level > 0.8 else 0.5
 
         def hit(name: str, beat: float, scale: float) -> None:
             self._drum(name, t0 + self._swing(beat) * spb + self._jitter() * 0.5, v * scale)
+
+        def hats(scale: float) -> None:
+            for beat in np.arange(0.0, 4.0, hat_step):
+                hit("hat", float(beat), scale if beat % 1 == 0 else 0.7 * scale)
+
+        def backbeat(scale: float) -> None:
+            for beat in (1.0, 3.0):
+                hit("snare", beat, scale)
+                if self.style.name in CLAP_STYLES:
+                    hit("clap", beat, 0.7 * scale)
 
         if kind == "soft":
             for beat in np.arange(0.0, 4.0, 0.5):
                 hit("shaker", float(beat), 0.55 if beat % 1 == 0 else 0.4)
             hit("kick", 0.0, 0.8)
-            if level > 0.5:
+            if level > 0.3:
                 hit("rim", 2.0, 0.5)
         elif kind == "backbeat":
             hit("kick", 0.0, 1.0)
             hit("kick", 2.0, 0.9)
             if level > 0.6:
                 hit("kick", 2.5, 0.7)
-            hit("snare", 1.0, 0.8)
-            hit("snare", 3.0, 0.85)
-            for beat in np.arange(0.0, 4.0, 0.5):
-                hit("hat", float(beat), 0.5 if beat % 1 == 0 else 0.35)
+            backbeat(0.85)
+            hats(0.5)
         elif kind == "four":
             for beat in range(4):
                 if level > 0.4 or beat % 2 == 0:  # calm electronic: kick on 1 and 3 only
                     hit("kick", float(beat), 0.95)
-                hit("hat", beat + 0.5, 0.45)
-            if level > 0.5:
-                hit("snare", 1.0, 0.6)
-                hit("snare", 3.0, 0.6)
+                hit("openhat" if level > 0.6 else "hat", beat + 0.5, 0.45)
+            if level > 0.8:
+                for beat in range(4):
+                    hit("hat", beat + 0.25, 0.25)
+                    hit("hat", beat + 0.75, 0.25)
+            if level > 0.35:
+                backbeat(0.6 + 0.3 * level)
         elif kind == "brush":
             hit("kick", 0.0, 0.5)
             for beat in (1.0, 3.0):
@@ -628,8 +659,7 @@ class Composer:
             hit("kick", 0.0, 1.0)
             hit("kick", 2.5, 0.8)
             hit("snare", 2.0, 0.8)
-            for beat in np.arange(0.0, 4.0, 0.5):
-                hit("hat", float(beat), 0.45 if beat % 1 == 0 else 0.3)
+            hats(0.45)
         if pos == 7 and level > 0.4:
             hit("rim", 3.5, 0.6)
 
@@ -719,9 +749,11 @@ def default_layers(lead: Instrument, style: Style, percussive: bool, features: F
         "fingerpick",
     ):
         accomp = lead  # a pianist or guitarist accompanies themselves
-    level = max(features.percussion, style.drum_floor) if style.drums != "none" else 0.0
-    if percussive:
-        level = max(0.45, min(1.0, level * 1.4))
+    # A genre's resting groove (its drum floor) fades out toward deep calm: no kit there.
+    floor = style.drum_floor * features.groove
+    level = max(features.percussion, floor) if style.drums != "none" else 0.0
+    if percussive:  # a drum tag: the kit is part of the prompt, audible whatever the genre
+        level = max(0.5, min(1.0, level * 1.4))
     return Layers(lead, accomp, INSTRUMENTS[style.bass_instrument], INSTRUMENTS[style.pad_instrument], level)
 
 

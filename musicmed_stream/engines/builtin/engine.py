@@ -1,13 +1,16 @@
 """``BuiltinEngine``: the CPU composer and synthesizer behind the :class:`Engine` Protocol.
 
 No downloads, no GPU: each clip is composed from the segment's valence/arousal, instrument and
-genre (:mod:`.composer`), rendered with band-limited synthetic voices (:mod:`.synth`) and given a
-room with one pedalboard pass (low-pass for brightness, reverb). Same segment, previous state and
-seed give bit-identical audio.
+genre (:mod:`.composer`), played with sampled General MIDI instruments by FluidSynth from a
+SoundFont (:mod:`.soundfont`) or, where FluidSynth or a SoundFont is missing, with band-limited
+synthetic voices (:mod:`.synth`), and given its brightness with one pedalboard low-pass (the room:
+FluidSynth's reverb and chorus, or a pedalboard reverb for the synthetic voices). Same segment,
+previous state and seed give bit-identical audio.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import threading
@@ -36,6 +39,14 @@ from musicmed_stream.engines.builtin.mapping import (
     resolve_style,
     velocity_gain,
 )
+from musicmed_stream.engines.builtin.soundfont import (
+    INSTALL_HINT,
+    SoundFontRenderer,
+    check_soundfont,
+    find_soundfont,
+    fluidsynth_unavailable_reason,
+    layer_mix,
+)
 from musicmed_stream.engines.builtin.synth import VOICES, TemplateCache, add_note, drum_sample
 from musicmed_stream.errors import ConfigError, GenerationCancelled
 from musicmed_stream.planner.types import Segment
@@ -51,11 +62,16 @@ LAYER_PAN = {
     "drums": 0.0,
     "perc": 0.35,
 }
-PERC_VOICES = frozenset({"hat", "shaker", "rim", "brush"})  # the kit's high, off-centre pieces
+PERC_VOICES = frozenset({"hat", "openhat", "shaker", "rim", "brush"})  # the kit's high, off-centre pieces
 MASTER_GAIN = 0.5
 PEAK_CEILING = 10 ** (-1.0 / 20.0)  # -1 dBFS
 EDGE_FADE_S = 0.01
 
+# Chorus send per layer for the sampled instruments: a little width on sustained layers.
+LAYER_CHORUS = {"lead": 0.05, "accomp": 0.1, "bass": 0.0, "pad": 0.35, "drums": 0.0}
+SOUNDFONT_AUTO, SOUNDFONT_OFF = "auto", "none"
+
+log = logging.getLogger(__name__)
 _CACHE = TemplateCache()
 _CACHE_LOCK = threading.Lock()
 
@@ -67,9 +83,11 @@ class BuiltinEngine:
     ----------
     sample_rate : int
         Output rate (Hz), 8000-192000.
-    soundfont : str, optional
-        Not supported: no SoundFont renderer installs from PyPI without system packages; passing
-        one raises :class:`ConfigError`.
+    soundfont : str
+        ``"auto"`` (default): sampled GM instruments played by FluidSynth from the first GM
+        SoundFont found (Debian's ``fluid-soundfont-gm`` or MuseScore General), else the
+        synthetic voices, said in one log line. A path to a ``.sf2``/``.sf3`` file: that
+        SoundFont (an error if it or FluidSynth is missing). ``"none"``: synthetic voices.
     overlap_fraction : float
         Fraction of a clip the chain crossfades with the next one (the chain's
         ``crossfade_fraction``); the next clip replays that region's notes so the crossfade joins
@@ -80,13 +98,8 @@ class BuiltinEngine:
     channels = 2
 
     def __init__(
-        self, sample_rate: int = 44100, soundfont: str | None = None, overlap_fraction: float = 0.25
+        self, sample_rate: int = 44100, soundfont: str | None = SOUNDFONT_AUTO, overlap_fraction: float = 0.25
     ) -> None:
-        if soundfont is not None:
-            raise ConfigError(
-                "builtin engine option soundfont: SoundFont rendering is not supported (no renderer installs "
-                "from PyPI without system packages); remove the option to use the built-in synthesizer"
-            )
         if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 192000:
             raise ConfigError(
                 f"builtin engine option sample_rate must be an integer in 8000-192000, got {sample_rate!r}"
@@ -97,6 +110,8 @@ class BuiltinEngine:
             )
         self.sample_rate = sample_rate
         self.overlap_fraction = float(overlap_fraction)
+        self.soundfont = _soundfont_renderer(soundfont, sample_rate)
+        self.voices = "synth" if self.soundfont is None else f"soundfont:{self.soundfont.path.name}"
 
     def generate(
         self,
@@ -144,7 +159,11 @@ class BuiltinEngine:
         state.duration_s = duration
         keep_from = duration * (1.0 - self.overlap_fraction)
         state.carry = [_note_to_dict(n.shifted(-duration)) for n in notes if n.end > keep_from]
-        audio = render_notes(notes, self.sample_rate, round(duration * self.sample_rate), features, cancel)
+        frames = round(duration * self.sample_rate)
+        if self.soundfont is None:
+            audio = render_notes(notes, self.sample_rate, frames, features, cancel)
+        else:
+            audio = render_soundfont(self.soundfont, notes, frames, features, style.kit, cancel)
         if carry and lower > 0:
             audio = quadrature_overlap(audio, round(lower * self.sample_rate), self.sample_rate)
         midi = [n.midi() for n in notes if lower <= n.start < duration]
@@ -154,9 +173,45 @@ class BuiltinEngine:
             "instrument": inst_name,
             "voice": lead.voice,
             "style": style.name,
+            "program": lead.program,
+            "kit": style.kit if layers.drum_level >= 0.05 else None,
+            "voices": self.voices,
             "notes": len(notes),
         }
         return Clip(audio, self.sample_rate, segment.index, state.to_dict(), midi, info)
+
+
+def _soundfont_renderer(option: str | None, sample_rate: int) -> SoundFontRenderer | None:
+    """The FluidSynth renderer the ``soundfont`` option asks for; ``None`` for synthetic voices."""
+    if option is None or option == SOUNDFONT_AUTO:
+        reason = fluidsynth_unavailable_reason()
+        path = find_soundfont() if reason is None else None
+        if reason is None and path is None:
+            reason = "no GM SoundFont was found"
+        if reason is not None:
+            _log_voices(f"synthetic voices, because {reason}; for sampled instruments {INSTALL_HINT}")
+            return None
+        renderer = SoundFontRenderer(path, sample_rate)
+        _log_voices(renderer.description)
+        return renderer
+    if not isinstance(option, str):
+        raise ConfigError(f"builtin engine option soundfont must be a path, 'auto' or 'none', got {option!r}")
+    if option.strip().lower() in (SOUNDFONT_OFF, ""):
+        _log_voices("synthetic voices (soundfont = 'none')")
+        return None
+    renderer = SoundFontRenderer(check_soundfont(option), sample_rate)
+    _log_voices(renderer.description)
+    return renderer
+
+
+_VOICES_SAID: set[str] = set()
+
+
+def _log_voices(description: str) -> None:
+    """Say once per process which voices the built-in engine plays."""
+    if description not in _VOICES_SAID:
+        _VOICES_SAID.add(description)
+        log.info("built-in engine: %s", description)
 
 
 def revoice(note: Note, layers: Layers) -> Note:
@@ -322,19 +377,47 @@ def render_notes(
         left, right = _pan(LAYER_PAN[name])
         mix[0] += left * bus
         mix[1] += right * bus
-    board = pedalboard.Pedalboard(
-        [
-            pedalboard.LowpassFilter(cutoff_frequency_hz=min(features.brightness_hz, 0.45 * sr)),
-            pedalboard.Reverb(
-                room_size=features.reverb_room,
-                damping=0.5,
-                wet_level=features.reverb_wet,
-                dry_level=0.85,
-                width=1.0,
-            ),
-        ]
+    room = pedalboard.Reverb(
+        room_size=features.reverb_room, damping=0.5, wet_level=features.reverb_wet, dry_level=0.85, width=1.0
     )
-    out = board(mix * MASTER_GAIN, sr)
+    return _finish(mix * MASTER_GAIN, sr, features, room)
+
+
+def render_soundfont(
+    renderer: SoundFontRenderer,
+    notes: list[Note],
+    frames: int,
+    features: Features,
+    kit: int,
+    cancel: threading.Event | None = None,
+) -> np.ndarray:
+    """Play ``notes`` with sampled GM instruments (FluidSynth) into a stereo float32 clip.
+
+    Layers get their level, pan and sends as MIDI controllers; FluidSynth's reverb is sized by
+    arousal like the synthetic voices' room; then the same brightness low-pass and peak ceiling.
+    """
+    mix = {
+        layer: layer_mix(
+            gain / LAYER_GAIN["lead"],
+            LAYER_PAN[layer] if layer != "pad" else 0.0,
+            min(1.0, 1.6 * features.reverb_wet),
+            LAYER_CHORUS[layer],
+        )
+        for layer, gain in LAYER_GAIN.items()
+    }
+    audio = renderer.render(notes, frames, mix, (features.reverb_room, 0.9), kit, cancel)
+    return _finish(audio, renderer.sample_rate, features, None)
+
+
+def _finish(mix: np.ndarray, sr: int, features: Features, room: pedalboard.Plugin | None) -> np.ndarray:
+    """Brightness low-pass (and ``room``), peak at -1 dBFS at most, 10-ms edge fades; ``(frames, 2)``."""
+    plugins: list[pedalboard.Plugin] = [
+        pedalboard.LowpassFilter(cutoff_frequency_hz=min(features.brightness_hz, 0.45 * sr))
+    ]
+    if room is not None:
+        plugins.append(room)
+    out = pedalboard.Pedalboard(plugins)(np.ascontiguousarray(mix, dtype=np.float32), sr)
+    frames = out.shape[1]
     peak = float(np.max(np.abs(out))) if frames else 0.0
     if peak > PEAK_CEILING:
         out *= PEAK_CEILING / peak

@@ -23,6 +23,7 @@ MODES: dict[str, tuple[int, ...]] = {
 }
 MODE_ORDER = tuple(MODES)
 MINOR_MODES = ("phrygian", "aeolian", "dorian")
+TEMPO_MIN, TEMPO_MAX = 48.0, 156.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Features:
     density: float  # lead notes per beat
     brightness_hz: float  # master low-pass cut-off
     percussion: float  # 0 none .. 1 full kit level
+    groove: float  # how much of a genre's resting groove plays: 0 in deep calm (no kit) .. 1
     reverb_room: float
     reverb_wet: float
 
@@ -63,19 +65,25 @@ def mode_for(valence: float) -> str:
 
 
 def features_for(valence: float, arousal: float, tempo_factor: float = 1.0) -> Features:
-    """Map a circumplex point to musical features (pure function)."""
+    """Map a circumplex point to musical features (pure function).
+
+    Every cue is a monotonic function of arousal (and valence where listed), spanning the
+    whole range: about 60 BPM, soft, dark, legato, sparse and without a kit at arousal -0.8;
+    about 135 BPM, loud, bright, detached, dense and with a full kit at +0.8.
+    """
     a = _unit(arousal)
     v = _unit(valence)
     return Features(
-        tempo_bpm=min(135.0, max(50.0, (55.0 + 75.0 * a) * tempo_factor)),
+        tempo_bpm=min(TEMPO_MAX, max(TEMPO_MIN, (50.0 + 97.0 * a) * tempo_factor)),
         mode=mode_for(valence),
         tension=min(1.0, max(0.0, 0.65 * (1.0 - v) + 0.35 * a - 0.15)),
         register=round(67 + 6 * valence + 3 * arousal),
-        velocity=round(48 + 44 * a),
+        velocity=round(40 + 60 * a),
         articulation=1.0 - 0.45 * a,
-        density=0.5 * 2.0 ** (2.0 * a),
+        density=0.45 * 5.0**a,
         brightness_hz=min(16000.0, 2200.0 * 2.0 ** (2.4 * a + 0.6 * v)),
         percussion=max(0.0, (a - 0.35) / 0.65),
+        groove=min(1.0, max(0.0, (a - 0.25) / 0.2)),
         reverb_room=0.88 - 0.3 * a,
         reverb_wet=0.34 - 0.14 * a,
     )
@@ -133,7 +141,7 @@ def apply_mood(features: Features, *words: str) -> Features:
             continue
         features = replace(
             features,
-            tempo_bpm=min(140.0, max(50.0, features.tempo_bpm * nudge.tempo)),
+            tempo_bpm=min(TEMPO_MAX, max(TEMPO_MIN, features.tempo_bpm * nudge.tempo)),
             velocity=min(110, max(30, features.velocity + nudge.velocity)),
             reverb_wet=min(0.45, max(0.1, features.reverb_wet + nudge.reverb)),
             reverb_room=min(0.95, max(0.3, features.reverb_room + nudge.reverb / 2)),
@@ -184,6 +192,7 @@ INSTRUMENTS: dict[str, Instrument] = {
     "ukulele": Instrument("nylon", 24, 60, 84),
     "harp": Instrument("harp", 46, 36, 96),
     "bass": Instrument("bass", 33, 28, 55),
+    "synthbass": Instrument("bass", 38, 28, 55),
     "acousticbassguitar": Instrument("bass", 32, 28, 55),
     "doublebass": Instrument("upright", 32, 28, 55),
     "strings": Instrument("strings", 48, 36, 93),
@@ -300,34 +309,133 @@ class Style:
     tempo_factor: float = 1.0
     drum_floor: float = 0.0  # drum level even at low arousal
     humanize_s: float = 0.008
+    kit: int = 0  # GM drum-kit program (bank 128)
 
+
+# GM drum kits (bank 128 programs) a style's drums are played with.
+KIT_STANDARD, KIT_ROOM, KIT_ELECTRONIC, KIT_808, KIT_JAZZ, KIT_BRUSH = 0, 8, 24, 25, 32, 40
 
 STYLES: dict[str, Style] = {
     s.name: s
     for s in (
-        Style("ambient", "pad", "pad", "root", "bass", "none", "pad", 2, tempo_factor=0.85),
-        Style("newage", "arpeggio", "harp", "root", "bass", "none", "strings", 2, tempo_factor=0.9),
+        Style("ambient", "pad", "pad", "root", "bass", "none", "pad", 2, tempo_factor=0.94),
+        Style("newage", "arpeggio", "harp", "root", "bass", "none", "strings", 2, tempo_factor=0.95),
         Style("classical", "arpeggio", "piano", "root", "cello", "none", "strings", 1),
-        Style("orchestral", "arpeggio", "harp", "root", "cello", "soft", "strings", 1, 0.1),
-        Style("soundtrack", "pad", "strings", "root", "cello", "soft", "strings", 2, 0.15),
-        Style("chillout", "block", "electricpiano", "root", "bass", "soft", "pad", 1, 0.3, 0.58, 0.95, 0.2),
-        Style("lounge", "comp", "electricpiano", "walking", "doublebass", "brush", "pad", 1, 0.6, 0.6),
-        Style("jazz", "comp", "piano", "walking", "doublebass", "brush", "pad", 1, 0.8, 0.64, 1.0, 0.2),
-        Style("blues", "comp", "piano", "walking", "doublebass", "brush", "organ", 1, 0.6, 0.64),
+        Style("orchestral", "arpeggio", "harp", "root", "cello", "none", "strings", 1, 0.1),
+        Style("soundtrack", "pad", "strings", "root", "cello", "halftime", "strings", 2, 0.15, kit=KIT_ROOM),
         Style(
-            "electronic", "pulse", "synthesizer", "pulse", "bass", "four", "pad", 1, 0.1, 0.5, 1.08, 0.3, 0.0
+            "chillout",
+            "block",
+            "electricpiano",
+            "root",
+            "bass",
+            "soft",
+            "pad",
+            1,
+            0.3,
+            0.58,
+            0.97,
+            0.2,
+            kit=KIT_ROOM,
         ),
         Style(
-            "downtempo", "block", "electricpiano", "root", "bass", "halftime", "pad", 1, 0.3, 0.56, 0.9, 0.2
+            "lounge",
+            "comp",
+            "electricpiano",
+            "walking",
+            "doublebass",
+            "brush",
+            "pad",
+            1,
+            0.6,
+            0.6,
+            kit=KIT_BRUSH,
         ),
         Style(
-            "rock", "strum", "electricguitar", "pulse", "bass", "backbeat", "organ", 1, 0.0, 0.5, 1.05, 0.3
+            "jazz",
+            "comp",
+            "piano",
+            "walking",
+            "doublebass",
+            "brush",
+            "pad",
+            1,
+            0.8,
+            0.64,
+            1.0,
+            0.2,
+            kit=KIT_BRUSH,
+        ),
+        Style(
+            "blues", "comp", "piano", "walking", "doublebass", "brush", "organ", 1, 0.6, 0.64, kit=KIT_JAZZ
+        ),
+        Style(
+            "electronic",
+            "pulse",
+            "synthesizer",
+            "pulse",
+            "synthbass",
+            "four",
+            "pad",
+            1,
+            0.1,
+            0.5,
+            1.06,
+            0.3,
+            0.0,
+            kit=KIT_ELECTRONIC,
+        ),
+        Style(
+            "downtempo",
+            "block",
+            "electricpiano",
+            "root",
+            "synthbass",
+            "halftime",
+            "pad",
+            1,
+            0.3,
+            0.56,
+            0.95,
+            0.2,
+            kit=KIT_808,
+        ),
+        Style(
+            "rock",
+            "strum",
+            "electricguitar",
+            "pulse",
+            "bass",
+            "backbeat",
+            "organ",
+            1,
+            0.0,
+            0.5,
+            1.04,
+            0.3,
+            kit=KIT_ROOM,
         ),
         Style("pop", "block", "piano", "root", "bass", "backbeat", "strings", 1, 0.1, 0.5, 1.0, 0.15),
-        Style("folk", "fingerpick", "acousticguitar", "root", "doublebass", "soft", "accordion", 1),
+        Style(
+            "folk", "fingerpick", "acousticguitar", "root", "doublebass", "soft", "accordion", 1, kit=KIT_ROOM
+        ),
         Style("world", "fingerpick", "classicalguitar", "root", "doublebass", "soft", "strings", 1),
         Style("latin", "fingerpick", "classicalguitar", "walking", "doublebass", "soft", "pad", 1, 0.4),
-        Style("hiphop", "block", "electricpiano", "root", "bass", "halftime", "pad", 1, 0.4, 0.58, 0.9, 0.5),
+        Style(
+            "hiphop",
+            "block",
+            "electricpiano",
+            "root",
+            "synthbass",
+            "halftime",
+            "pad",
+            1,
+            0.4,
+            0.58,
+            0.95,
+            0.5,
+            kit=KIT_808,
+        ),
         Style("easylistening", "block", "piano", "root", "bass", "soft", "strings", 1, 0.2),
     )
 }

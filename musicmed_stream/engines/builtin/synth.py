@@ -477,7 +477,7 @@ def add_note(
 
 @functools.cache
 def drum_sample(name: str, sr: int) -> np.ndarray:
-    """Soft percussion one-shots (float32, peak ~1): kick, snare, brush, hat, shaker, rim."""
+    """Soft percussion one-shots (float32, peak ~1): kick, snare, clap, brush, hat, open hat, shaker, rim."""
     rng = np.random.default_rng(sum(map(ord, name)))
 
     def band_noise(lo: float, hi: float, seconds: float) -> np.ndarray:
@@ -501,8 +501,15 @@ def drum_sample(name: str, sr: int) -> np.ndarray:
         wave = 0.5 * tone + band_noise(1500.0, 7000.0, 0.3) * 3.0 * env(0.3, 0.07)
     elif name == "brush":
         wave = band_noise(2000.0, 9000.0, 0.35) * 3.0 * env(0.35, 0.09, 0.02)
+    elif name == "clap":
+        # A few hands a few milliseconds apart, then the room's short tail.
+        noise = band_noise(900.0, 5000.0, 0.25) * 3.0
+        bursts = sum(np.roll(env(0.25, 0.008), round(k * 0.009 * sr)) for k in range(3))
+        wave = noise * (bursts + 0.5 * env(0.25, 0.06))
     elif name == "hat":
         wave = band_noise(7000.0, 16000.0, 0.12) * 3.0 * env(0.12, 0.025)
+    elif name == "openhat":
+        wave = band_noise(6000.0, 16000.0, 0.4) * 3.0 * env(0.4, 0.12)
     elif name == "shaker":
         wave = band_noise(4000.0, 11000.0, 0.15) * 3.0 * env(0.15, 0.035, 0.012)
     elif name == "rim":
