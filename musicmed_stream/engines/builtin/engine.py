@@ -405,7 +405,8 @@ def render_soundfont(
         )
         for layer, gain in LAYER_GAIN.items()
     }
-    audio = renderer.render(notes, frames, mix, (features.reverb_room, 0.9), kit, cancel)
+    cutoff = min(features.brightness_hz, 0.45 * renderer.sample_rate)
+    audio = renderer.render(notes, frames, mix, (features.reverb_room, 0.9), kit, cancel, cutoff)
     return _finish(audio, renderer.sample_rate, features, None)
 
 

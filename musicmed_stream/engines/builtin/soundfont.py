@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 
 from musicmed_stream.errors import ConfigError, GenerationCancelled
 
@@ -45,8 +46,10 @@ DRUM_CHANNEL = 9
 PREROLL_S = 1.5  # how far back a note that began in the previous clip is started
 SYNTH_GAIN = 0.6  # FluidSynth master gain; the clip's peak is normalized afterwards anyway
 EVENTS_PER_CANCEL_CHECK = 64
+POLYPHONY = 32  # voices per synthesizer; FluidSynth steals released and quiet voices first
 INTERPOLATION_LINEAR = 1  # FLUID_INTERP_LINEAR
 RENDER_THREADS = 2  # FluidSynth renders without the GIL: two synthesizers play half the channels each
+HALF_RATE_BANDWIDTH = 0.8  # play at half the rate when the kept band ends below 0.8 x its Nyquist
 RELEASE_LOAD_S = 0.3  # a note's release tail, counted when balancing the parts
 _POOL = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="fluidsynth")
 # One long-lived synthesizer per (SoundFont, rate): keeps FluidSynth's sample cache warm.
@@ -137,21 +140,21 @@ class SoundFontRenderer:
         self.sample_rate = int(sample_rate)
         # Compressed .sf3 samples are decoded when loaded: decode them once, for every clip.
         self._dynamic = self.path.suffix.lower() != ".sf3"
-        self._hold()
+        self._hold(self.sample_rate)
 
     @property
     def description(self) -> str:
         return f"sampled GM instruments from {self.path} (FluidSynth)"
 
-    def _new_synth(self) -> tuple[Any, int]:
+    def _new_synth(self, rate: int) -> tuple[Any, int]:
         settings = {
             "synth.cpu-cores": 1,
             "synth.dynamic-sample-loading": int(self._dynamic),
             "synth.reverb.active": 1,
             "synth.chorus.active": 1,
-            "synth.polyphony": 48,
+            "synth.polyphony": POLYPHONY,
         }
-        synth = self._fs.Synth(gain=SYNTH_GAIN, samplerate=self.sample_rate, **settings)
+        synth = self._fs.Synth(gain=SYNTH_GAIN, samplerate=rate, **settings)
         # Linear interpolation: a quarter faster than the default 4th order, and GM samples are
         # recorded near the pitches they play, so the difference is not audible.
         self._fs._fl.fluid_synth_set_interp_method(synth.synth, -1, INTERPOLATION_LINEAR)
@@ -161,12 +164,12 @@ class SoundFontRenderer:
             raise ConfigError(f"builtin engine option soundfont: FluidSynth cannot load {str(self.path)!r}")
         return synth, sfid
 
-    def _hold(self) -> None:
+    def _hold(self, rate: int) -> None:
         """Keep one synthesizer with the SoundFont loaded, so later loads hit the sample cache."""
-        key = (str(self.path), self.sample_rate)
+        key = (str(self.path), rate)
         with _HOLDERS_LOCK:
             if key not in _HOLDERS:
-                _HOLDERS[key] = self._new_synth()
+                _HOLDERS[key] = self._new_synth(rate)
 
     def render(
         self,
@@ -176,6 +179,7 @@ class SoundFontRenderer:
         reverb: tuple[float, float],
         kit: int,
         cancel: threading.Event | None = None,
+        bandwidth_hz: float | None = None,
     ) -> np.ndarray:
         """Play ``notes`` into a ``(2, frames)`` float32 array.
 
@@ -192,23 +196,35 @@ class SoundFontRenderer:
             FluidSynth reverb room size and level, both in [0, 1].
         kit : int
             GM drum-kit program (bank 128) of the clip.
+        bandwidth_hz : float, optional
+            The highest frequency the caller keeps (its low-pass). When it lies well below half
+            the rate, the clip is played at half the rate and resampled (soxr): half the work
+            for the dark, calm clips, with nothing lost below the caller's cut-off.
         """
+        rate = self.sample_rate
+        if bandwidth_hz is not None and bandwidth_hz <= HALF_RATE_BANDWIDTH * rate / 2:
+            rate //= 2
+            self._hold(rate)
         channels = _assign_channels(notes)
         preroll = min(PREROLL_S, max(0.0, -min((n.start for n in notes), default=0.0)))
         parts = _split_by_load(notes, channels, RENDER_THREADS)
+        played = -(-frames * rate // self.sample_rate)
         jobs = [
-            _POOL.submit(self._render_part, part, channels, preroll, frames, mix, reverb, kit, cancel)
+            _POOL.submit(self._render_part, rate, part, channels, preroll, played, mix, reverb, kit, cancel)
             for part in parts
         ]
         out = jobs[0].result()
         for job in jobs[1:]:
             out += job.result()  # FluidSynth's voices, reverb and chorus are all linear: parts add up
-        return out
+        if rate == self.sample_rate:
+            return out
+        full = soxr.resample(out.T, rate, self.sample_rate, quality="HQ").T
+        return np.ascontiguousarray(np.pad(full, ((0, 0), (0, max(0, frames - full.shape[1]))))[:, :frames])
 
-    def _render_part(self, *args: Any) -> np.ndarray:
-        synth, sfid = self._new_synth()
+    def _render_part(self, rate: int, *args: Any) -> np.ndarray:
+        synth, sfid = self._new_synth(rate)
         try:
-            return self._play(synth, sfid, *args)
+            return self._play(synth, sfid, rate, *args)
         finally:
             synth.delete()
 
@@ -216,6 +232,7 @@ class SoundFontRenderer:
         self,
         synth: Any,
         sfid: int,
+        sr: int,
         notes: Sequence[Any],
         channels: dict[tuple[str, int], int],
         preroll: float,
@@ -225,7 +242,6 @@ class SoundFontRenderer:
         kit: int,
         cancel: threading.Event | None,
     ) -> np.ndarray:
-        sr = self.sample_rate
         room, level = reverb
         synth.set_reverb(roomsize=float(room), damping=0.45, width=0.9, level=float(level))
         synth.set_chorus(nr=3, level=1.2, speed=0.25, depth=6.0, type=0)
