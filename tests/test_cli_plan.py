@@ -7,6 +7,7 @@ import json
 import pytest
 
 from musicmed_stream.cli.main import main
+from musicmed_stream.emotion import resolve_state
 from musicmed_stream.planner import Plan
 
 
@@ -17,7 +18,8 @@ def test_plan_prints_a_segment_table(capsys):
     # 30-s clips crossfaded by 7.5 s start every 22.5 s: 8 clips play 187.5 s, 7 play 165 s, so 3
     # minutes are 8 clips; the last starts at 7 * 22.5 s.
     assert len(rows) == 8
-    assert rows[0].split()[:5] == ["0", "0:00.0", "-0.72", "-0.38", "sad"]
+    sad, _ = resolve_state("sad")
+    assert rows[0].split()[:5] == ["0", "0:00.0", f"{sad.valence:.2f}", f"{sad.arousal:.2f}", "sad"]
     assert rows[-1].split()[:2] == ["7", "2:37.5"] and "calm" in rows[-1]
     assert "8 clips, 3:07.5" in out[0]
 

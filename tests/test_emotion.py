@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from musicmed_stream.emotion import (
     nearest_emotion,
     resolve_state,
 )
+from musicmed_stream.emotion.norms import AxisStatistics, to_circumplex, vocabulary_statistics
 from musicmed_stream.emotion.plot import plot_circumplex
 from musicmed_stream.emotion.vocabulary import VocabularyError
 from musicmed_stream.errors import MusicMedError, UnknownEmotionError
@@ -36,17 +38,52 @@ THEMES = [
 coordinate = st.floats(-1.0, 1.0, allow_nan=False)
 
 
-def test_vocabulary_has_the_required_emotions_with_rescaled_warriner_values():
+def raw_vocabulary() -> list[dict]:
+    path = Path(__file__).parents[1].joinpath("musicmed_stream/data/emotions.json")
+    return json.loads(path.read_text())["emotions"]
+
+
+def test_vocabulary_has_the_required_emotions_placed_from_the_warriner_norms():
     vocabulary = load_vocabulary()
     names = [e.name for e in vocabulary]
     assert len(names) >= 28 and len(set(names)) == len(names)
     assert set(REQUIRED) <= set(names)
-    raw = json.loads(Path(__file__).parents[1].joinpath("musicmed_stream/data/emotions.json").read_text())
-    for entry in raw["emotions"]:
-        # The stored coordinates are the 1-9 norms rescaled with (x - 5) / 4.
-        assert entry["valence"] == pytest.approx((entry["raw_valence"] - 5) / 4, abs=1e-4)
-        assert entry["arousal"] == pytest.approx((entry["raw_arousal"] - 5) / 4, abs=1e-4)
-        assert "Warriner" in entry["source"]
+    entries = raw_vocabulary()
+    stats = vocabulary_statistics(entries)
+    for entry in entries:
+        # The stored coordinates are the transform of the stored 1-9 norms.
+        expected = to_circumplex(entry["raw_valence"], entry["raw_arousal"], stats)
+        assert (entry["valence"], entry["arousal"]) == pytest.approx(expected, abs=1e-4)
+        assert "Warriner" in entry["source"] or "Glasgow" in entry["source"]
+
+
+def test_coordinates_span_the_circle_in_russells_bands():
+    va = {e.name: e.va for e in load_vocabulary()}
+    for name in ("afraid", "terrified", "angry", "furious", "tense", "anxious", "excited", "energetic"):
+        assert va[name].arousal >= 0.5, name
+    for name in ("calm", "relaxed", "sleepy", "tired", "tranquil"):
+        assert va[name].arousal <= -0.5, name
+    for name in ("happy", "joyful", "excited", "delighted"):
+        assert va[name].valence >= 0.6, name
+    for name in ("sad", "depressed", "miserable", "lonely"):
+        assert va[name].valence <= -0.6, name
+    assert all(math.hypot(p.valence, p.arousal) <= 1.0 for p in va.values())
+
+
+def test_transform_keeps_every_words_order_on_both_axes():
+    entries = raw_vocabulary()
+    for raw, key in (("raw_valence", "valence"), ("raw_arousal", "arousal")):
+        for a, b in itertools.combinations(entries, 2):
+            if a[raw] < b[raw]:
+                assert a[key] < b[key], (a["name"], b["name"], key)
+            elif a[raw] == b[raw]:
+                assert a[key] == b[key]
+
+
+@given(valence=st.floats(1.0, 9.0), arousal=st.floats(1.0, 9.0))
+def test_any_rating_lands_inside_the_unit_circle(valence, arousal):
+    v, a = to_circumplex(valence, arousal, vocabulary_statistics(raw_vocabulary()))
+    assert math.hypot(v, a) <= 1.0
 
 
 @pytest.mark.parametrize(
@@ -234,8 +271,12 @@ def test_the_vocabulary_refreshes_from_a_norms_csv(tmp_path):
     )
     assert refresh_main([str(norms), "--vocabulary", str(vocabulary)]) == 0
     emotions = {e.name: e for e in load_vocabulary(vocabulary)}
-    assert (emotions["calm"].valence, emotions["calm"].arousal) == (0.5, -0.875)  # (7-5)/4, (1.5-5)/4
-    assert (emotions["sad"].valence, emotions["sad"].arousal) == (-0.625, -0.5)
+    # Placed from the two refreshed words' own statistics: calm (7.0, 1.5), sad (2.5, 3.0).
+    stats = (AxisStatistics(4.75, 2.25), AxisStatistics(2.25, 0.75))
+    assert (emotions["calm"].valence, emotions["calm"].arousal) == to_circumplex(7.0, 1.5, stats)
+    assert (emotions["sad"].valence, emotions["sad"].arousal) == to_circumplex(2.5, 3.0, stats)
+    assert emotions["calm"].valence > 0.6 > -0.6 > emotions["sad"].valence
+    assert emotions["calm"].arousal < -0.6 and emotions["sad"].arousal > 0.6
     assert (emotions["x"].valence, emotions["x"].arousal) == (0, 0)  # not in the norms: unchanged
     assert "checked against" in emotions["calm"].source
     bad = tmp_path / "bad.csv"

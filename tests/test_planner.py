@@ -372,3 +372,20 @@ def test_tempered_probabilities_follow_p_to_the_one_over_t():
     assert tempered_probabilities(counts, 0.5) == pytest.approx([1 / 6, 4 / 6, 1 / 6])
     assert tempered_probabilities(counts, 1.0) == pytest.approx([0.25, 0.5, 0.25])
     assert tempered_probabilities(counts, 0.0).tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [("anxious", "relaxed"), ("sad", "happy"), ("angry", "calm"), ("depressed", "excited")],
+)
+def test_arc_keeps_away_from_the_centre_between_opposite_states(start, target):
+    """The straight line crosses the neutral centre; the arc goes around it, visibly."""
+    arc = plan_session(start, target, PlanSettings(minutes=15, path="arc")).segments
+    line = plan_session(start, target, PlanSettings(minutes=15, path="line")).segments
+    radius = [math.hypot(s.valence, s.arousal) for s in arc]
+    assert min(radius) >= 0.45
+    assert min(math.hypot(s.valence, s.arousal) for s in line) < 0.2
+    gap = max(
+        math.dist((a.valence, a.arousal), (b.valence, b.arousal)) for a, b in zip(arc, line, strict=True)
+    )
+    assert gap > 0.5  # not the same path drawn twice

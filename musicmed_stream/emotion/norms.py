@@ -6,7 +6,8 @@ marked ``"checked": false`` hold remembered values. With the published CSV at ha
 
     python -m musicmed_stream.emotion.norms Ratings_Warriner_et_al.csv [--vocabulary FILE] [--out FILE]
 
-to replace every entry found in the CSV with the published means, rescaled with ``(x - 5) / 4``.
+to replace every entry found in the CSV with the published means, placed on the circumplex by
+:func:`to_circumplex` (see ``docs/emotion_model.md``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,59 @@ SOURCE = "Warriner, Kuperman & Brysbaert (2013), V.Mean.Sum / A.Mean.Sum, checke
 FIELDS = ("name", "valence", "arousal", "raw_valence", "raw_arousal", "checked", "source")
 
 
-def rescale(rating: float) -> float:
-    """A 1-9 rating on the circumplex's [-1, 1] scale: ``(x - 5) / 4``."""
-    return round((rating - 5.0) / 4.0, 4)
+# tanh gains: the gentlest that put Russell's (1980) reference words in their bands (see the docs).
+GAIN_VALENCE = 0.7
+GAIN_AROUSAL = 0.325
+AXIS_SCALE = 1.0 / math.sqrt(2.0)  # both axes in the square inscribed in the unit circle
+
+
+@dataclass(frozen=True)
+class AxisStatistics:
+    """Mean and (population) SD of one axis's 1-9 ratings over the vocabulary's words."""
+
+    mean: float
+    sd: float
+
+
+def vocabulary_statistics(entries: list[dict[str, Any]]) -> tuple[AxisStatistics, AxisStatistics]:
+    """Valence and arousal statistics of the entries' raw norms (``raw_valence``, ``raw_arousal``)."""
+    stats = []
+    for key in ("raw_valence", "raw_arousal"):
+        values = [float(e[key]) for e in entries if key in e]
+        if len(values) < 2:
+            raise VocabularyError("the vocabulary needs raw norms of at least two words to place them")
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in values) / len(values))
+        stats.append(AxisStatistics(round(mean, 4), round(sd, 4)))
+    return stats[0], stats[1]
+
+
+def axis(rating: float, stats: AxisStatistics, gain: float) -> float:
+    """One 1-9 rating on one circumplex axis: standardise, squash with tanh, scale by 1/sqrt(2)."""
+    # Six decimals: the extremes saturate, and four would tie words the norms tell apart.
+    return round(AXIS_SCALE * math.tanh((rating - stats.mean) / stats.sd / gain), 6)
+
+
+def to_circumplex(
+    valence: float, arousal: float, stats: tuple[AxisStatistics, AxisStatistics]
+) -> tuple[float, float]:
+    """``(valence, arousal)`` on the circumplex from a word's 1-9 norms.
+
+    Each axis is standardised within the vocabulary (``stats``: the words' mean and SD), squashed
+    with ``tanh`` and scaled by 1/sqrt(2). Each axis is a strictly increasing function of its norm,
+    so every word keeps its order on both axes, the words fill the circle, and no point can lie
+    outside the unit circle.
+    """
+    return (axis(valence, stats[0], GAIN_VALENCE), axis(arousal, stats[1], GAIN_AROUSAL))
+
+
+def rescaling_text(stats: tuple[AxisStatistics, AxisStatistics]) -> str:
+    v, a = stats
+    return (
+        f"valence = tanh((V.Mean.Sum - {v.mean}) / {v.sd} / {GAIN_VALENCE}) / sqrt(2), "
+        f"arousal = tanh((A.Mean.Sum - {a.mean}) / {a.sd} / {GAIN_AROUSAL}) / sqrt(2): "
+        "standardised within the vocabulary, squashed, inside the unit circle (docs/emotion_model.md)"
+    )
 
 
 def read_norms(path: str | os.PathLike[str]) -> dict[str, tuple[float, float]]:
@@ -57,13 +110,21 @@ def refresh(vocabulary: dict[str, Any], norms: dict[str, tuple[float, float]], n
         entry.update(
             raw_valence=v,
             raw_arousal=a,
-            valence=rescale(v),
-            arousal=rescale(a),
             checked=True,
             source=SOURCE.format(name=norms_name),
         )
         updated.append(entry["name"])
+    recompute(vocabulary)
     return updated
+
+
+def recompute(vocabulary: dict[str, Any]) -> None:
+    """Place every entry with raw norms on the circle, from the vocabulary's own statistics."""
+    entries = [e for e in vocabulary.get("emotions", []) if "raw_valence" in e and "raw_arousal" in e]
+    stats = vocabulary_statistics(entries)
+    vocabulary["rescaling"] = rescaling_text(stats)
+    for entry in entries:
+        entry["valence"], entry["arousal"] = to_circumplex(entry["raw_valence"], entry["raw_arousal"], stats)
 
 
 def dumps(vocabulary: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The emotion vocabulary: named points on Russell's valence-arousal circumplex.
 
-Coordinates come from the Warriner, Kuperman & Brysbaert (2013) norms, rescaled from the 1-9
-rating scale to [-1, 1] with ``(x - 5) / 4`` (see ``docs/emotion_model.md``).
+Coordinates come from the Warriner, Kuperman & Brysbaert (2013) norms, placed on the circle by an
+order-keeping transform that fills it (:func:`musicmed_stream.emotion.norms.to_circumplex`; see
+``docs/emotion_model.md``).
 """
 
 from __future__ import annotations
