@@ -370,6 +370,8 @@ def format_report(plan: Plan, records: list[ClipRecord], summary: dict[str, Any]
         f"target: ({plan.target.valence:+.2f}, {plan.target.arousal:+.2f})",
         f"- path {plan.settings.path}, {len(plan.segments)} clips of {plan.settings.clip_seconds:g} s, "
         f"temperature {plan.settings.temperature:g}, seed {plan.settings.seed}",
+        f"- never drawn: genres {', '.join(plan.settings.exclude_genres) or 'none'}; "
+        f"instruments {', '.join(plan.settings.exclude_instruments) or 'none'}",
         f"- engine {summary['engine']}, {summary['sample_rate']} Hz, {summary['channels']} channel(s)",
         f"- session {summary['duration_s']:.1f} s, peak {summary['peak_dbfs']:.2f} dBFS, "
         f"target loudness {summary['chain']['target_lufs']:g} LUFS, "

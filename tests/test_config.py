@@ -60,6 +60,14 @@ def test_the_repository_config_lists_every_setting_with_its_default() -> None:
         ("[engine]\nname = 'jukebox'\n", "engine.name = 'jukebox'"),
         ("sink = 3\n", r"\[sink\] must be a table"),
         ("[sink\n", "invalid TOML"),
+        (
+            "[session]\nexclude_genres = ['metal', 'polka']\n",
+            "session.exclude_genres: 'polka' is not a known",
+        ),
+        (
+            "[session]\nexclude_instruments = 'piano'\n",
+            "session.exclude_instruments must be a list of strings",
+        ),
     ],
 )
 def test_invalid_files_are_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -68,6 +76,17 @@ def test_invalid_files_are_refused_naming_the_key(tmp_path: Path, text: str, mes
         load_config(path, env={})
     assert str(path) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_clinical_palette_defaults_to_the_planners_and_can_be_emptied(tmp_path: Path) -> None:
+    from musicmed_stream.planner.types import DEFAULT_EXCLUDE_GENRES
+
+    assert load_config(env={}).session.exclude_genres == list(DEFAULT_EXCLUDE_GENRES)
+    path = write(tmp_path, "[session]\nexclude_genres = []\nexclude_instruments = ['drums']\n")
+    session = load_config(path, env={}).session
+    assert (session.exclude_genres, session.exclude_instruments) == ([], ["drums"])
+    env = {"MUSICMED_SESSION_EXCLUDE_GENRES": "metal,punk"}
+    assert load_config(path, env=env).session.exclude_genres == ["metal", "punk"]
 
 
 def test_a_missing_file_is_an_error(tmp_path: Path) -> None:

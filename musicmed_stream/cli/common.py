@@ -14,8 +14,13 @@ from musicmed_stream.planner import (
     plan_session,
     validate_settings,
 )
+from musicmed_stream.planner.types import tag_list
 
 _DEFAULTS = PlanSettings()
+
+
+def _tags_help(tags: tuple[str, ...]) -> str:
+    return ",".join(tags) if tags else "none"
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser, *, require_states: bool = True) -> None:
@@ -60,6 +65,18 @@ def add_plan_arguments(parser: argparse.ArgumentParser, *, require_states: bool 
         help="MTG-Jamendo metadata folder for instrument/genre statistics (default: built-in palette)",
     )
     group.add_argument("--mapping", metavar="FILE", help="mood/theme tag mapping JSON (default: built-in)")
+    group.add_argument(
+        "--exclude-genres",
+        metavar="A,B",
+        help="MTG-Jamendo genre tags never drawn, comma-separated; '' for none "
+        f"(default {_tags_help(_DEFAULTS.exclude_genres)})",
+    )
+    group.add_argument(
+        "--exclude-instruments",
+        metavar="A,B",
+        help="MTG-Jamendo instrument tags never drawn, comma-separated; '' for none "
+        f"(default {_tags_help(_DEFAULTS.exclude_instruments)})",
+    )
 
 
 _FLAG_FIELDS = {
@@ -70,17 +87,25 @@ _FLAG_FIELDS = {
     "seed": "seed",
     "match_clips": "match_clips",
     "settle_clips": "settle_clips",
+    "exclude_genres": "exclude_genres",
+    "exclude_instruments": "exclude_instruments",
 }
 
 
-def settings_from_args(args: argparse.Namespace, base: PlanSettings = _DEFAULTS) -> PlanSettings:
-    """``base`` with the flags that were given; validated (``ConfigError`` on bad values)."""
+def settings_from_args(
+    args: argparse.Namespace, base: PlanSettings = _DEFAULTS, statistics: TagStatistics | None = None
+) -> PlanSettings:
+    """``base`` with the flags that were given; validated (``ConfigError`` on bad values; the
+    exclusion lists may also name tags of ``statistics``)."""
     given = {
         field: getattr(args, flag)
         for flag, field in _FLAG_FIELDS.items()
         if getattr(args, flag, None) is not None
     }
-    return validate_settings(replace(base, **given))
+    for field in ("exclude_genres", "exclude_instruments"):
+        if field in given:
+            given[field] = tag_list(given[field])  # "a,b" -> ("a", "b"), "" -> ()
+    return validate_settings(replace(base, **given), statistics)
 
 
 def statistics_from_args(args: argparse.Namespace) -> TagStatistics | None:
@@ -107,11 +132,22 @@ def crossfade_fraction_from_args(args: argparse.Namespace) -> float:
     return chain_config_from_file(path).crossfade_fraction
 
 
+def palette_from_args(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
+    """The clinical palette's exclusion lists of ``--chain-config``'s ``[session]`` table when the
+    command has that flag and the file sets them (a config.toml shared with the daemon), else ``{}``."""
+    path = getattr(args, "chain_config", None)
+    if not path:
+        return {}
+    from musicmed_stream.cli.render import session_palette_from_file
+
+    return session_palette_from_file(path)
+
+
 def plan_from_args(args: argparse.Namespace, base: PlanSettings = _DEFAULTS) -> Plan:
     """Plan the session the flags of :func:`add_plan_arguments` describe, on the clip grid of the
-    audio chain's crossfade (:func:`crossfade_fraction_from_args`)."""
-    base = replace(base, crossfade_fraction=crossfade_fraction_from_args(args))
-    settings = settings_from_args(args, base)
-    return plan_session(
-        args.start, args.target, settings, statistics_from_args(args), mapping=mapping_from_args(args)
-    )
+    audio chain's crossfade (:func:`crossfade_fraction_from_args`), within the clinical palette of
+    the flags, else of ``--chain-config``'s ``[session]`` table, else the default."""
+    base = replace(base, crossfade_fraction=crossfade_fraction_from_args(args), **palette_from_args(args))
+    statistics = statistics_from_args(args)
+    settings = settings_from_args(args, base, statistics)
+    return plan_session(args.start, args.target, settings, statistics, mapping=mapping_from_args(args))

@@ -22,6 +22,8 @@ def format_plan(plan: Plan) -> str:
         f"{plan.target_label} ({plan.target.valence:+.2f}, {plan.target.arousal:+.2f}): "
         f"{len(plan.segments)} clips, {format_time(plan.duration_s)}, path {s.path}, "
         f"temperature {s.temperature:g}, seed {s.seed}",
+        f"never drawn: genres {', '.join(s.exclude_genres) or 'none'}; "
+        f"instruments {', '.join(s.exclude_instruments) or 'none'}",
         f"{'#':>3}  {'time':>7}  {'V':>6}  {'A':>6}  {'emotion':<13} prompt",
     ]
     for seg in plan.segments:

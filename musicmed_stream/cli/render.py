@@ -6,6 +6,7 @@ import argparse
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from musicmed_stream.chain import ChainConfig
 from musicmed_stream.cli.common import add_plan_arguments, plan_from_args
@@ -14,20 +15,44 @@ from musicmed_stream.errors import ConfigError
 from musicmed_stream.render import FORMATS, render_session
 
 
-def chain_config_from_file(path: str | None) -> ChainConfig:
-    """The ``[chain]`` table of a TOML file (e.g. the daemon's config.toml); defaults without one."""
-    if path is None:
-        return ChainConfig()
+def _read_toml(path: str) -> dict[str, Any]:
     try:
-        tree = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read chain config {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"chain config {path} is not valid TOML: {exc}") from exc
+
+
+def chain_config_from_file(path: str | None) -> ChainConfig:
+    """The ``[chain]`` table of a TOML file (e.g. the daemon's config.toml); defaults without one."""
+    if path is None:
+        return ChainConfig()
+    tree = _read_toml(path)
     table = tree.get("chain", {})
     if not isinstance(table, dict):
         raise ConfigError(f"chain config {path}: [chain] must be a table")
     return ChainConfig.from_dict(table)
+
+
+PALETTE_KEYS = ("exclude_genres", "exclude_instruments")
+
+
+def session_palette_from_file(path: str) -> dict[str, tuple[str, ...]]:
+    """``exclude_genres`` / ``exclude_instruments`` of a TOML file's ``[session]`` table (the
+    daemon's clinical palette, so that a render of the same config.toml draws what the daemon
+    would); only the keys the file sets. The tag names are checked when the plan is made."""
+    table = _read_toml(path).get("session", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"chain config {path}: [session] must be a table")
+    palette = {}
+    for key in PALETTE_KEYS:
+        if key in table:
+            value = table[key]
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ConfigError(f"chain config {path}: session.{key} must be a list of strings")
+            palette[key] = tuple(value)
+    return palette
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--chain-config",
         metavar="FILE",
-        help="TOML file whose [chain] table sets the audio chain (e.g. config.toml; default: built-in)",
+        help="TOML file whose [chain] table sets the audio chain, and whose [session] exclude_genres/"
+        "exclude_instruments the palette unless the flags are given (e.g. config.toml; default: built-in)",
     )
     group.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -4,7 +4,7 @@ A session is a grid of clips, overlapped by the audio chain's crossfade. The fir
 ``match_clips`` clips stay at the start state, the transition clips move evenly along the path
 (``line`` or ``arc``), and the last ``settle_clips`` sit at the target. Each clip gets the
 nearest vocabulary emotion, the nearest mood tag, and an instrument and genre drawn from that
-mood's tag statistics.
+mood's tag statistics, less the clinical palette's excluded genres and instruments.
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ from musicmed_stream.emotion import (
 from musicmed_stream.errors import ConfigError
 from musicmed_stream.planner.orchestration import orchestrate
 from musicmed_stream.planner.path import path_points, progress_schedule
-from musicmed_stream.planner.statistics import TagStatistics, builtin_palette, load_jamendo_statistics
+from musicmed_stream.planner.statistics import (
+    TagStatistics,
+    builtin_palette,
+    exclusion_set,
+    load_jamendo_statistics,
+)
 from musicmed_stream.planner.types import VA, Plan, PlanSettings, Segment
 
 PATH_SHAPES = ("line", "arc")
@@ -44,8 +49,10 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def validate_settings(settings: PlanSettings) -> PlanSettings:
-    """Return ``settings`` if every value is usable, else raise ``ConfigError`` naming the key."""
+def validate_settings(settings: PlanSettings, statistics: TagStatistics | None = None) -> PlanSettings:
+    """Return ``settings`` if every value is usable, else raise ``ConfigError`` naming the key.
+
+    The exclusion lists may name MTG-Jamendo tags and the tags of ``statistics``."""
     if not _is_number(settings.minutes) or settings.minutes <= 0:
         raise ConfigError(f"minutes must be a positive number, got {settings.minutes!r}")
     if not _is_number(settings.clip_seconds) or settings.clip_seconds <= 0:
@@ -67,7 +74,19 @@ def validate_settings(settings: PlanSettings) -> PlanSettings:
     fraction = settings.crossfade_fraction
     if not _is_number(fraction) or not 0 <= fraction <= 0.5:  # the chain's range
         raise ConfigError(f"crossfade_fraction must be within [0, 0.5], got {fraction!r}")
+    exclusions(settings, statistics)
     return settings
+
+
+def exclusions(
+    settings: PlanSettings, statistics: TagStatistics | None = None
+) -> tuple[frozenset[str], frozenset[str]]:
+    """``(instruments, genres)`` the plan never draws: ``settings``' exclusion lists, spelling
+    variants resolved; ``ConfigError`` naming the key for a name that is no known tag."""
+    return (
+        exclusion_set(settings.exclude_instruments, "instrument", "exclude_instruments", statistics),
+        exclusion_set(settings.exclude_genres, "genre", "exclude_genres", statistics),
+    )
 
 
 def clip_step(settings: PlanSettings) -> float:
@@ -114,7 +133,16 @@ def _segments(
 ) -> list[Segment]:
     moods = [mood_tag_for(p, mapping) for p in points]
     before = (previous.mood, previous.instrument, previous.genre) if previous else None
-    sounds = orchestrate(moods, statistics, settings.temperature, rng, before)
+    no_instruments, no_genres = exclusions(settings, statistics)
+    sounds = orchestrate(
+        moods,
+        statistics,
+        settings.temperature,
+        rng,
+        before,
+        exclude_instruments=no_instruments,
+        exclude_genres=no_genres,
+    )
     return [
         Segment(
             index=first_index + i,
@@ -149,6 +177,7 @@ def plan_session(
     start, target : str or VA
         Emotion name, mood tag, ``"v,a"`` or a point (see :func:`resolve_state`).
     settings : PlanSettings
+        Its ``exclude_genres`` and ``exclude_instruments`` are never drawn (the clinical palette).
     statistics : TagStatistics, optional
         Instrument/genre tag counts per mood; :func:`builtin_palette` when omitted.
     mapping, vocabulary : optional
@@ -164,10 +193,10 @@ def plan_session(
     ConfigError
         For invalid settings; ``UnknownEmotionError`` for unresolvable states.
     """
-    validate_settings(settings)
+    statistics = builtin_palette() if statistics is None else statistics
+    validate_settings(settings, statistics)
     vocabulary = load_vocabulary() if vocabulary is None else vocabulary
     mapping = load_tag_mapping(vocabulary=vocabulary) if mapping is None else mapping
-    statistics = builtin_palette() if statistics is None else statistics
     start_va, start_label = _resolve(start, "start", vocabulary, mapping)
     target_va, target_label = _resolve(target, "target", vocabulary, mapping)
     grid = clip_grid(settings)
@@ -208,7 +237,8 @@ def replan(
     Segments before ``from_index`` are kept unchanged. From ``from_index`` on, the same clip
     grid is re-planned from ``position`` to ``new_target``: the first re-planned clip sits at
     ``position`` (no jump, no second match phase), the transition follows the plan's path
-    shape, and the settle phase is kept. Instrument and genre continue from the last kept clip.
+    shape, and the settle phase is kept. Instrument and genre continue from the last kept clip,
+    within the plan's clinical palette (``plan.settings``' exclusion lists).
 
     Parameters
     ----------

@@ -11,6 +11,10 @@ Rules (see ``docs/planner.md``):
   one that is not is redrawn from the new mood (at ``T = 0`` nothing ever changes).
 - Tags that name no synthesizable sound source (``voice``, ``computer``, ``sampler``) are
   skipped; the statistics themselves keep them.
+- The clinical palette: excluded genres and instruments (``PlanSettings.exclude_genres`` and
+  ``exclude_instruments``) are never drawn; the rest of the mood's counts is renormalised. A
+  mood left with nothing falls back to the built-in palette's group for the mood, then to the
+  counts over all moods, both less the exclusions (:func:`palette_counts`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from musicmed_stream.planner.statistics import StatisticsError, TagStatistics
+from musicmed_stream.planner.statistics import StatisticsError, TagStatistics, builtin_palette
 
 PLAUSIBLE_SHARE = 0.03
 SKIPPED_INSTRUMENTS = frozenset({"voice", "computer", "sampler"})
@@ -82,12 +86,54 @@ def next_tag(
     return current
 
 
+def palette_counts(
+    statistics: TagStatistics, mood: str, kind: str, exclude: frozenset[str] = frozenset()
+) -> dict[str, int]:
+    """The counts a clip of ``mood`` draws its ``kind`` (``"instrument"``/``"genre"``) from.
+
+    The mood's counts less skipped and excluded tags (the draw renormalises what is left). When
+    the exclusions leave nothing: the built-in palette's counts for the mood, then the counts
+    of ``statistics`` over all moods, then the built-in palette's over all moods, each less
+    the exclusions.
+
+    Raises
+    ------
+    StatisticsError
+        When ``statistics`` has no counts for the mood at all, or the exclusions remove every tag
+        of every fallback (the message names ``exclude_genres``/``exclude_instruments``).
+    """
+    skip = SKIPPED_INSTRUMENTS if kind == "instrument" else frozenset()
+
+    def of(source: TagStatistics, at: str | None) -> dict[str, int]:
+        if at is None:
+            return source.overall_counts(kind)
+        return source.instrument_counts(at) if kind == "instrument" else source.genre_counts(at)
+
+    counts = usable(of(statistics, mood), skip)
+    if not counts:
+        raise StatisticsError(f"{statistics.source}: no instrument or genre statistics for mood {mood!r}")
+    if not exclude:
+        return counts
+    builtin = builtin_palette()
+    candidates = [(statistics, mood), (statistics, None), (builtin, None)]
+    if mood in (builtin.instruments if kind == "instrument" else builtin.genres):
+        candidates.insert(1, (builtin, mood))
+    for source, at in candidates:
+        pool = usable(of(source, at), skip | exclude)
+        if pool:
+            return pool
+    raise StatisticsError(f"exclude_{kind}s leaves no {kind} to draw for mood {mood!r}")
+
+
 def orchestrate(
     moods: list[str],
     statistics: TagStatistics,
     temperature: float,
     rng: np.random.Generator,
     previous: tuple[str, str, str] | None = None,
+    *,
+    exclude_instruments: frozenset[str] = frozenset(),
+    exclude_genres: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
     """``(instrument, genre)`` for each clip's mood tag.
 
@@ -100,17 +146,18 @@ def orchestrate(
     rng : np.random.Generator
     previous : (mood, instrument, genre), optional
         The clip before the first one (a re-plan continues from it).
+    exclude_instruments, exclude_genres : frozenset of str
+        Tags never drawn (:func:`palette_counts`); an excluded ``previous`` one is redrawn.
     """
     mood, instrument, genre = previous if previous is not None else (None, None, None)
+    # A previous clip of an excluded tag (a plan made before the list changed) is not continued.
+    instrument = None if instrument in exclude_instruments else instrument
+    genre = None if genre in exclude_genres else genre
     out: list[tuple[str, str]] = []
     for clip_mood in moods:
         changed = mood is not None and clip_mood != mood
-        instruments = usable(statistics.instrument_counts(clip_mood), SKIPPED_INSTRUMENTS)
-        genres = usable(statistics.genre_counts(clip_mood))
-        if not instruments or not genres:
-            raise StatisticsError(
-                f"{statistics.source}: no instrument or genre statistics for mood {clip_mood!r}"
-            )
+        instruments = palette_counts(statistics, clip_mood, "instrument", exclude_instruments)
+        genres = palette_counts(statistics, clip_mood, "genre", exclude_genres)
         instrument = next_tag(instrument, instruments, changed, temperature, rng)
         genre = next_tag(genre, genres, changed, temperature, rng)
         mood = clip_mood

@@ -9,6 +9,7 @@ spelling variants (``synth`` -> ``synthesizer``), is applied when present.
 from __future__ import annotations
 
 import csv
+import difflib
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -28,6 +29,99 @@ TAGS_COLUMN = 5  # TRACK_ID, ARTIST_ID, ALBUM_ID, PATH, DURATION, then the tags
 
 class StatisticsError(ConfigError):
     """A metadata folder or palette file that is missing or malformed."""
+
+
+# The genre and instrument tags of MTG-Jamendo's ``autotagging_genre.tsv`` and
+# ``autotagging_instrument.tsv`` (after the dataset's clean-up map): the names the clinical palette's
+# exclusion lists may use, with or without the metadata folder at hand.
+_GENRE_TAGS = """
+    60s 70s 80s 90s acidjazz alternative alternativerock ambient atmospheric blues bluesrock bossanova
+    breakbeat celtic chanson chillout choir classical classicrock club contemporary country dance
+    darkambient darkwave deephouse disco downtempo drumnbass dub dubstep easylistening edm electronic
+    electronica electropop ethno eurodance experimental folk funk fusion groove grunge hard hardrock
+    hiphop house idm improvisation indie industrial instrumentalpop instrumentalrock jazz jazzfusion
+    latin lounge medieval metal minimal newage newwave orchestral pop popfolk poprock postrock
+    progressive psychedelic punkrock rap reggae rnb rock rocknroll singersongwriter soul soundtrack
+    swing symphonic synthpop techno trance triphop world worldfusion
+"""
+_INSTRUMENT_TAGS = """
+    accordion acousticbassguitar acousticguitar bass beat bell bongo brass cello clarinet
+    classicalguitar computer doublebass drummachine drums electricguitar electricpiano flute guitar
+    harmonica harp horn keyboard oboe orchestra organ pad percussion piano pipeorgan rhodes sampler
+    saxophone strings synthesizer trombone trumpet ukulele viola violin voice
+"""
+JAMENDO_GENRES = frozenset(_GENRE_TAGS.split())
+JAMENDO_INSTRUMENTS = frozenset(_INSTRUMENT_TAGS.split())
+# Spelling variants of ``tag_map.json`` that an exclusion list may also use (``punk`` -> ``punkrock``).
+TAG_ALIASES: dict[str, dict[str, str]] = {
+    "genre": {
+        "punk": "punkrock",
+        "eletronica": "electronica",
+        "soundtracks": "soundtrack",
+        "electronical": "electronic",
+        "electronik": "electronic",
+        "electronicmusic": "electronic",
+        "rockpop": "poprock",
+        "rockandroll": "rocknroll",
+        "ambiente": "ambient",
+        "ambiant": "ambient",
+        "popelectro": "electropop",
+        "houseelectro": "electrohouse",
+        "rhythmandblues": "rnb",
+        "dancemusic": "dance",
+        "folkpop": "popfolk",
+        "loungemusic": "lounge",
+        "housemusic": "house",
+        "trancemusic": "trance",
+        "ambientmusic": "ambient",
+        "prog": "progressive",
+        "electronicambient": "electroambient",
+        "classicalmusic": "classical",
+        "electronika": "electronica",
+        "raps": "rap",
+        "tecno": "techno",
+        "rockalternatif": "alternativerock",
+        "hiphopinstrumental": "instrumentalhiphop",
+    },
+    "instrument": {
+        "synth": "synthesizer",
+        "synths": "synthesizer",
+        "synthesizers": "synthesizer",
+        "synthetizer": "synthesizer",
+        "drum": "drums",
+        "string": "strings",
+        "guitars": "guitar",
+        "guitare": "guitar",
+        "guitares": "guitar",
+        "guitarra": "guitar",
+        "chitarra": "guitar",
+        "pianosolo": "piano",
+        "pianoforte": "piano",
+        "pianos": "piano",
+        "sax": "saxophone",
+        "beats": "beat",
+        "violins": "violin",
+        "violons": "violin",
+        "violon": "violin",
+        "bells": "bell",
+        "percussions": "percussion",
+        "pads": "pad",
+        "flutes": "flute",
+        "electricguitars": "electricguitar",
+        "guitareelectrique": "electricguitar",
+        "keyboards": "keyboard",
+        "keys": "keyboard",
+        "teclados": "keyboard",
+        "horns": "horn",
+        "batterie": "drums",
+        "batteria": "drums",
+        "bateria": "drums",
+        "bongos": "bongo",
+        "accordeon": "accordion",
+        "basso": "bass",
+        "bajo": "bass",
+    },
+}
 
 
 Counts = Mapping[str, Mapping[str, int]]
@@ -60,15 +154,69 @@ class TagStatistics:
         """Counts for ``mood``; the counts over all moods when the mood has none."""
         return _counts_for(self.genres, mood)
 
+    def overall_counts(self, kind: str) -> dict[str, int]:
+        """Counts of ``kind`` (``"instrument"`` or ``"genre"``) summed over all moods."""
+        return _total(self.instruments if kind == "instrument" else self.genres)
+
+    def tags(self, kind: str) -> frozenset[str]:
+        """Every ``kind`` tag (``"instrument"`` or ``"genre"``) counted for some mood."""
+        return frozenset(self.overall_counts(kind))
+
+
+def _total(table: Counts) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for per_mood in table.values():
+        total.update(per_mood)
+    return dict(total)
+
 
 def _counts_for(table: Counts, mood: str) -> dict[str, int]:
     counts = table.get(mood)
     if counts:
         return dict(counts)
-    total: Counter[str] = Counter()
-    for per_mood in table.values():
-        total.update(per_mood)
-    return dict(total)
+    return _total(table)
+
+
+def exclusion_set(
+    names: object, kind: str, key: str, statistics: TagStatistics | None = None
+) -> frozenset[str]:
+    """The tags an exclusion list names, spelling variants resolved (``punk`` -> ``punkrock``).
+
+    Parameters
+    ----------
+    names : sequence of str
+        The list as given (an empty one excludes nothing).
+    kind : str
+        ``"genre"`` or ``"instrument"``.
+    key : str
+        The setting's name, for the error message (e.g. ``exclude_genres``).
+    statistics : TagStatistics, optional
+        Its own tags count as known too (a metadata folder with tags of its own).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``key`` when ``names`` is not a list of strings or names a tag that is neither an
+        MTG-Jamendo tag of ``kind`` nor one of ``statistics``.
+    """
+    if isinstance(names, str) or not isinstance(names, list | tuple | frozenset | set):
+        raise ConfigError(f"{key} must be a list of {kind} tags, got {names!r}")
+    known = set(JAMENDO_GENRES if kind == "genre" else JAMENDO_INSTRUMENTS)
+    known |= builtin_palette().tags(kind)
+    if statistics is not None:
+        known |= statistics.tags(kind)
+    aliases = TAG_ALIASES.get(kind, {})
+    out: set[str] = set()
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(f"{key} must be a list of {kind} tags, got {name!r} in it")
+        tag = aliases.get(name, name)
+        if tag not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"{key}: {name!r} is not a known MTG-Jamendo {kind} tag{hint}")
+        out.add(tag)
+    return frozenset(out)
 
 
 def _tags_by_track(path: Path, category: str, tag_map: Mapping[str, str]) -> dict[str, set[str]]:

@@ -9,6 +9,22 @@ from typing import Any, Literal
 
 PathShape = Literal["line", "arc"]
 
+# The clinical palette: MTG-Jamendo genre and instrument tags a clip is never given (see
+# docs/planner.md). The one default of the planner, ``config.toml``'s ``[session]`` and the CLI flags.
+DEFAULT_EXCLUDE_GENRES: tuple[str, ...] = ("metal", "hardrock", "hard", "punkrock", "grunge")
+DEFAULT_EXCLUDE_INSTRUMENTS: tuple[str, ...] = ()
+
+
+def tag_list(value: Any) -> Any:
+    """An exclusion list as a tuple of stripped tag names: ``"a, b"`` or ``["a", "b"]`` ->
+    ``("a", "b")``, ``""`` -> ``()``. Anything else is returned as is, for the validation to name."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list | tuple):
+        items = [item.strip() if isinstance(item, str) else item for item in value]
+        return tuple(dict.fromkeys(item for item in items if item != ""))
+    return value
+
 
 @dataclass(frozen=True)
 class VA:
@@ -61,6 +77,14 @@ class PlanSettings:
     # Overlap of consecutive clips as a fraction of the shorter one: the audio chain's
     # ``ChainConfig.crossfade_fraction``, so that ``minutes`` is the length actually played.
     crossfade_fraction: float = 0.25
+    # Tags never drawn; the rest of each mood's distribution is renormalised. Empty: none excluded.
+    exclude_genres: tuple[str, ...] = DEFAULT_EXCLUDE_GENRES
+    exclude_instruments: tuple[str, ...] = DEFAULT_EXCLUDE_INSTRUMENTS
+
+    def __post_init__(self) -> None:
+        # Lists (a plan read back from JSON) and "a,b" text become tuples: hashable and comparable.
+        for name in ("exclude_genres", "exclude_instruments"):
+            object.__setattr__(self, name, tag_list(getattr(self, name)))
 
 
 def played_seconds(durations: list[float], crossfade_fraction: float) -> float:

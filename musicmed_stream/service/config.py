@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from musicmed_stream.errors import ConfigError
+from musicmed_stream.planner.types import DEFAULT_EXCLUDE_GENRES, DEFAULT_EXCLUDE_INSTRUMENTS
 from musicmed_stream.player.sinks import SinkSettings
 
 
@@ -73,6 +74,9 @@ class SessionSettings:
     on_end: Literal["stop", "hold"] = "stop"
     jamendo: str = "../shared/data/mtg-jamendo"
     mapping: str = ""
+    # The clinical palette (MTG-Jamendo tags never drawn; [] for none): the planner's default.
+    exclude_genres: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE_GENRES))
+    exclude_instruments: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE_INSTRUMENTS))
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,9 @@ def _build(flat: dict[str, tuple[Any, str]]) -> Config:
         service=ServiceSettings(**values["service"]),
     )
     validate(config)
+    validate_palette(
+        config.session, {k: flat.get(f"session.{k}", (None, "defaults"))[1] for k in PALETTE_KEYS}
+    )
     return config
 
 
@@ -394,6 +401,31 @@ def validate(config: Config) -> None:
         raise ConfigError(f"sink.file must end in .wav or .flac, got {config.sink.file}")
     if config.sink.type not in ("sounddevice", "file", "null"):
         raise ConfigError(f"sink.type = {config.sink.type!r}; choose one of sounddevice, file, null")
+
+
+PALETTE_KEYS = ("exclude_genres", "exclude_instruments")
+
+
+def validate_palette(session: SessionSettings, sources: Mapping[str, str] | None = None) -> None:
+    """Every name of ``session.exclude_genres``/``exclude_instruments`` is a known tag: of
+    MTG-Jamendo, or else of the ``session.jamendo`` folder (read only for a name it alone may know).
+    ``sources``: where each key was set, for the message."""
+    from musicmed_stream.planner.statistics import exclusion_set, load_jamendo_statistics
+
+    for key, kind in zip(PALETTE_KEYS, ("genre", "instrument"), strict=True):
+        names = getattr(session, key)
+        name = f"{(sources or {}).get(key, 'config')}: session.{key}"
+        try:
+            exclusion_set(names, kind, name)
+        except ConfigError as unknown:
+            folder = Path(session.jamendo).expanduser() if session.jamendo else None
+            if folder is None or not folder.is_dir():
+                raise
+            try:
+                statistics = load_jamendo_statistics(folder)
+            except ConfigError:
+                raise unknown from None
+            exclusion_set(names, kind, name, statistics)
 
 
 def state_dir(config: Config, env: Mapping[str, str] | None = None) -> Path:

@@ -255,6 +255,8 @@ class Daemon:
             temperature=_pick(options.temperature, defaults.temperature),
             seed=_pick(options.seed, defaults.seed),
             crossfade_fraction=self.chain_config.crossfade_fraction,  # the clip grid the timeline plays
+            exclude_genres=tuple(defaults.exclude_genres),  # the clinical palette (docs/planner.md)
+            exclude_instruments=tuple(defaults.exclude_instruments),
         )
         _check_settings(settings)
         statistics = await self._load_statistics()
@@ -289,6 +291,11 @@ class Daemon:
             previous = None if current is None else current["next"]
         statistics = await self._load_statistics()
         extended = _extended(session.plan, from_index)
+        # The clinical palette as configured now (a SIGHUP that changes it applies to re-plans).
+        palette = {
+            k: tuple(getattr(self.config.session, k)) for k in ("exclude_genres", "exclude_instruments")
+        }
+        extended = dataclasses.replace(extended, settings=dataclasses.replace(extended.settings, **palette))
         plan = replan(extended, from_index, position, target_va, statistics, mapping=self._tag_mapping())
         plan = dataclasses.replace(plan, target_label=label)
         with self._lock:
@@ -598,7 +605,13 @@ class Daemon:
         defaults = self.config.session
         try:
             seconds = min(defaults.clip_seconds, 8.0)
-            settings = PlanSettings(minutes=seconds / 60, clip_seconds=seconds, seed=defaults.seed)
+            settings = PlanSettings(
+                minutes=seconds / 60,
+                clip_seconds=seconds,
+                seed=defaults.seed,
+                exclude_genres=tuple(defaults.exclude_genres),
+                exclude_instruments=tuple(defaults.exclude_instruments),
+            )
             plan = plan_session(
                 defaults.start, defaults.target, settings, self._statistics, mapping=self._tag_mapping()
             )
