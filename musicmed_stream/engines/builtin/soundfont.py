@@ -17,7 +17,6 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,6 @@ INTERPOLATION_LINEAR = 1  # FLUID_INTERP_LINEAR
 RENDER_THREADS = 2  # FluidSynth renders without the GIL: two synthesizers play half the channels each
 HALF_RATE_BANDWIDTH = 0.8  # play at half the rate when the kept band ends below 0.8 x its Nyquist
 RELEASE_LOAD_S = 0.3  # a note's release tail, counted when balancing the parts
-_POOL = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="fluidsynth")
 # One long-lived synthesizer per (SoundFont, rate): keeps FluidSynth's sample cache warm.
 _HOLDERS: dict[tuple[str, int], tuple[Any, int]] = {}
 _HOLDERS_LOCK = threading.Lock()
@@ -209,13 +207,29 @@ class SoundFontRenderer:
         preroll = min(PREROLL_S, max(0.0, -min((n.start for n in notes), default=0.0)))
         parts = _split_by_load(notes, channels, RENDER_THREADS)
         played = -(-frames * rate // self.sample_rate)
-        jobs = [
-            _POOL.submit(self._render_part, rate, part, channels, preroll, played, mix, reverb, kit, cancel)
-            for part in parts
-        ]
-        out = jobs[0].result()
-        for job in jobs[1:]:
-            out += job.result()  # FluidSynth's voices, reverb and chorus are all linear: parts add up
+        # The other parts on daemon threads (they never hold up the process's exit), the first here.
+        results: list[np.ndarray | BaseException | None] = [None] * len(parts)
+
+        def play(i: int) -> None:
+            try:
+                results[i] = self._render_part(
+                    rate, parts[i], channels, preroll, played, mix, reverb, kit, cancel
+                )
+            except BaseException as exc:  # re-raised in the calling thread
+                results[i] = exc
+
+        helpers = [threading.Thread(target=play, args=(i,), daemon=True) for i in range(1, len(parts))]
+        for thread in helpers:
+            thread.start()
+        play(0)
+        for thread in helpers:
+            thread.join()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        out = results[0]
+        for part in results[1:]:
+            out += part  # FluidSynth's voices, reverb and chorus are all linear: parts add up
         if rate == self.sample_rate:
             return out
         full = soxr.resample(out.T, rate, self.sample_rate, quality="HQ").T
