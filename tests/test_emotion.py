@@ -19,6 +19,7 @@ from musicmed_stream.emotion import (
     load_vocabulary,
     mood_tag_for,
     nearest_emotion,
+    norms,
     resolve_state,
 )
 from musicmed_stream.emotion.norms import AxisStatistics, to_circumplex, vocabulary_statistics
@@ -57,17 +58,49 @@ def test_vocabulary_has_the_required_emotions_placed_from_the_warriner_norms():
         assert "Warriner" in entry["source"] or "Glasgow" in entry["source"]
 
 
+# Russell's (1980) reference words and the band each must reach on the circle.
+HIGH_AROUSAL = ("afraid", "terrified", "angry", "furious", "tense", "anxious", "excited", "energetic")
+LOW_AROUSAL = ("calm", "relaxed", "sleepy", "tired", "tranquil")
+PLEASANT = ("happy", "joyful", "excited", "delighted")
+UNPLEASANT = ("sad", "depressed", "miserable", "lonely")
+
+
+def _in_bands(va: dict[str, VA], margin: float = 0.0) -> bool:
+    return (
+        all(va[n].arousal >= 0.5 + margin for n in HIGH_AROUSAL)
+        and all(va[n].arousal <= -0.5 - margin for n in LOW_AROUSAL)
+        and all(va[n].valence >= 0.6 + margin for n in PLEASANT)
+        and all(va[n].valence <= -0.6 - margin for n in UNPLEASANT)
+    )
+
+
 def test_coordinates_span_the_circle_in_russells_bands():
     va = {e.name: e.va for e in load_vocabulary()}
-    for name in ("afraid", "terrified", "angry", "furious", "tense", "anxious", "excited", "energetic"):
+    for name in HIGH_AROUSAL:
         assert va[name].arousal >= 0.5, name
-    for name in ("calm", "relaxed", "sleepy", "tired", "tranquil"):
+    for name in LOW_AROUSAL:
         assert va[name].arousal <= -0.5, name
-    for name in ("happy", "joyful", "excited", "delighted"):
+    for name in PLEASANT:
         assert va[name].valence >= 0.6, name
-    for name in ("sad", "depressed", "miserable", "lonely"):
+    for name in UNPLEASANT:
         assert va[name].valence <= -0.6, name
+    assert _in_bands(va, margin=0.02)
     assert all(math.hypot(p.valence, p.arousal) <= 1.0 for p in va.values())
+
+
+def test_the_gains_are_the_gentlest_that_reach_the_bands_with_a_margin(monkeypatch):
+    entries = raw_vocabulary()
+    stats = vocabulary_statistics(entries)
+
+    def placed() -> dict[str, VA]:
+        return {e["name"]: VA(*to_circumplex(e["raw_valence"], e["raw_arousal"], stats)) for e in entries}
+
+    assert _in_bands(placed(), margin=0.02)
+    # A gain 0.01 gentler on either axis misses the 0.02 margin.
+    for gain in ("GAIN_VALENCE", "GAIN_AROUSAL"):
+        with monkeypatch.context() as patch:
+            patch.setattr(norms, gain, getattr(norms, gain) + 0.01)
+            assert not _in_bands(placed(), margin=0.02), gain
 
 
 def test_transform_keeps_every_words_order_on_both_axes():

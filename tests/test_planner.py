@@ -389,3 +389,38 @@ def test_arc_keeps_away_from_the_centre_between_opposite_states(start, target):
         math.dist((a.valence, a.arousal), (b.valence, b.arousal)) for a, b in zip(arc, line, strict=True)
     )
     assert gap > 0.5  # not the same path drawn twice
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        # anxious -> relaxed and sad -> happy as the norms' (x - 5) / 4 placed them: anxious inside
+        # the minimum radius, the line through the centre; the arc used to follow it (radius 0.03).
+        (VA(-0.30, 0.30), VA(0.5625, -0.6275)),
+        (VA(-0.725, -0.3775), VA(0.8675, 0.2625)),
+        (VA(0.3, 0.0), VA(-0.7, 0.0)),  # exactly through the centre
+        (VA(-0.6, -0.5), VA(0.3, 0.1)),  # the inner state is the target
+    ],
+)
+def test_arc_from_inside_the_minimum_radius_goes_round_the_centre(start, target):
+    arc = plan_session(start, target, PlanSettings(minutes=15, path="arc")).segments
+    line = plan_session(start, target, PlanSettings(minutes=15, path="line")).segments
+    inner = min(math.hypot(start.valence, start.arousal), math.hypot(target.valence, target.arousal))
+    assert min(math.hypot(s.valence, s.arousal) for s in line) < 0.1
+    assert min(math.hypot(s.valence, s.arousal) for s in arc) >= inner - 1e-9
+    gap = max(
+        math.dist((a.valence, a.arousal), (b.valence, b.arousal)) for a, b in zip(arc, line, strict=True)
+    )
+    assert gap > 0.3
+
+
+@settings(max_examples=80, deadline=None)
+@given(points, points, st.integers(3, 40))
+def test_arc_never_comes_nearer_the_centre_than_its_nearer_state(start, target, clips):
+    # Up to the minimum radius (0.5): the arc keeps the inner state's radius, or 0.5 when both are
+    # outside; only when both are inside is it the straight line.
+    r0, r1 = math.hypot(start.valence, start.arousal), math.hypot(target.valence, target.arousal)
+    plan = plan_session(start, target, PlanSettings(minutes=_minutes(clips), path="arc"))
+    if max(r0, r1) >= 0.5:
+        floor = min(r0, r1, 0.5)
+        assert min(math.hypot(s.valence, s.arousal) for s in plan.segments) >= floor - 1e-9

@@ -29,9 +29,10 @@ SOURCE = "Warriner, Kuperman & Brysbaert (2013), V.Mean.Sum / A.Mean.Sum, checke
 FIELDS = ("name", "valence", "arousal", "raw_valence", "raw_arousal", "checked", "source")
 
 
-# tanh gains: the gentlest that put Russell's (1980) reference words in their bands (see the docs).
-GAIN_VALENCE = 0.7
-GAIN_AROUSAL = 0.325
+# tanh gains: the gentlest (largest, to two decimals) that put Russell's (1980) reference words in
+# their bands with a margin of 0.02 or more (see docs/emotion_model.md; tested).
+GAIN_VALENCE = 0.75
+GAIN_AROUSAL = 0.34
 AXIS_SCALE = 1.0 / math.sqrt(2.0)  # both axes in the square inscribed in the unit circle
 
 

@@ -1,8 +1,9 @@
 """The emotion vocabulary: named points on Russell's valence-arousal circumplex.
 
 Coordinates come from the Warriner, Kuperman & Brysbaert (2013) norms, placed on the circle by an
-order-keeping transform that fills it (:func:`musicmed_stream.emotion.norms.to_circumplex`; see
-``docs/emotion_model.md``).
+order-keeping transform that fills it (:func:`musicmed_stream.emotion.norms.to_circumplex`: each
+axis standardised within the vocabulary, squashed with tanh and scaled by 1/sqrt(2), so no point
+lies outside the unit circle; see ``docs/emotion_model.md``).
 """
 
 from __future__ import annotations

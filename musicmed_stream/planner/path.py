@@ -58,38 +58,56 @@ def _wrapped_turn(theta0: float, theta1: float) -> float:
     return turn
 
 
+# The most arc length per unit of progress while an arc turns near a state inside the minimum
+# radius: fast enough to head along the other state's bearing after a clip or two, slow enough
+# that no step is a jump (with 40 clips, a turn moves at most 5 / 37 = 0.14 per clip).
+TURN_PACE = 5.0
+
+
+def _angle_schedule(
+    progress: np.ndarray, r0: float, r1: float, turn: float, length: float, inside: float
+) -> np.ndarray:
+    """Fraction of the turn made at each progress value.
+
+    Between two states outside the minimum radius the angle moves evenly. A state inside it sits
+    near the neutral centre, where its own angle says little: the arc makes its turn near that
+    state, at the inner state's radius, moving at most ``TURN_PACE`` per unit of progress (so
+    it goes round the centre, not through it), then heads out along the other state's bearing.
+    """
+    r_in = min(r0, r1)
+    if r_in >= inside or length == 0.0:
+        return progress
+    # The turn takes the progress ``span`` at which its arc length, at the radius reached by then,
+    # is ``TURN_PACE`` per unit of progress; a slow enough pace is the plain even turn.
+    grow = abs(r1 - r0) * abs(turn)
+    span = 1.0 if grow >= TURN_PACE else min(1.0, r_in * abs(turn) / (TURN_PACE - grow))
+    # Progress away from the inner state: the turn is made near it, at the start or at the end.
+    away = progress if r0 <= r1 else 1.0 - progress
+    done = (away > 0.0).astype(np.float64) if span < 1e-12 else np.clip(away / span, 0.0, 1.0)
+    return done if r0 <= r1 else 1.0 - done
+
+
 def arc_points(start: VA, target: VA, progress: np.ndarray, min_radius: float) -> np.ndarray:
     """Points on the polar arc from ``start`` to ``target`` at each progress value.
 
-    Angle and radius are interpolated; between the ends the radius is held at ``min_radius`` or
-    more. A state inside ``min_radius`` takes the other end's angle: that close to the neutral
-    centre its own angle says little, and pushing outward along it could lead away from the
-    other end.
+    Angle and radius are interpolated, so the arc never comes nearer the neutral centre than the
+    nearer of the two states; between two states outside ``min_radius`` the radius is held at
+    ``min_radius`` or more. With a state inside ``min_radius`` the arc turns near that state (see
+    :func:`_angle_schedule`) and keeps at least its radius: where the straight line passes through
+    the centre the arc goes round it, without a jump on the first step.
     """
     r0, theta0 = _polar(start)
     r1, theta1 = _polar(target)
     # A state at the minimum radius up to rounding (e.g. from polar coordinates) counts as outside.
     inside = min_radius - 1e-9
-    borrowed = r0 < inside or r1 < inside
-    if r0 < inside:
-        theta0 = theta1
-    elif r1 < inside:
-        theta1 = theta0
     turn = _wrapped_turn(theta0, theta1)
+    length = math.hypot(target.valence - start.valence, target.arousal - start.arousal)
     radius = r0 + (r1 - r0) * progress
-    interior = (progress > 0.0) & (progress < 1.0)
-    radius = np.where(interior, np.maximum(radius, min_radius), radius)
-    angle = theta0 + turn * progress
-    points = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
-    if borrowed:
-        # With a borrowed angle the arc's end lies away from the inner state itself: fade from the
-        # straight line into the arc and back, so the path leaves and reaches both states smoothly.
-        a = np.array([start.valence, start.arousal])
-        b = np.array([target.valence, target.arousal])
-        line = a + (b - a) * progress[:, None]
-        weight = np.sin(np.pi * np.clip(progress, 0.0, 1.0))[:, None]
-        points = line + weight * (points - line)
-    return points
+    if min(r0, r1) >= inside:
+        interior = (progress > 0.0) & (progress < 1.0)
+        radius = np.where(interior, np.maximum(radius, min_radius), radius)
+    angle = theta0 + turn * _angle_schedule(progress, r0, r1, turn, length, inside)
+    return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
 
 
 def monotone_toward(points: np.ndarray, target: VA) -> np.ndarray:
@@ -123,7 +141,8 @@ def path_points(
         From :func:`progress_schedule`; 0 gives exactly ``start``, 1 exactly ``target``.
     shape : {"line", "arc"}
     min_radius : float
-        The arc's smallest radius between its ends.
+        The arc's smallest radius between its ends; where a state lies inside it, the arc keeps
+        that state's radius instead.
 
     Returns
     -------
