@@ -13,11 +13,13 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from musicmed_stream.engines.base import Clip, Continuation
+from musicmed_stream.engines.base import Clip, Continuation, clip_seed
+from musicmed_stream.engines.musicgen.chunks import ClipChunks
 from musicmed_stream.engines.musicgen.loading import (
     DEFAULT_MODEL,
     AdapterInfo,
@@ -43,6 +45,37 @@ def to_model_rate(tail: np.ndarray, sample_rate: int, model_rate: int) -> np.nda
 
     mono = as_frames(tail).mean(axis=1, keepdims=True)  # AudioError on NaN/inf
     return np.ascontiguousarray(resample(mono, sample_rate, model_rate)[:, 0], dtype=np.float32)
+
+
+def candidate_seed(seed: int, index: int) -> int:
+    """Seed of best-of-N candidate ``index``: the clip's own seed for the first, derived ones after it."""
+    return seed if index == 0 else clip_seed(seed, index)
+
+
+@dataclass(frozen=True)
+class PreparedClip:
+    """A clip's checked request and model inputs, before any token is generated.
+
+    Attributes
+    ----------
+    segment : Segment
+    wanted : int
+        Samples of the finished clip.
+    frames : int
+        Codec frames to generate (``wanted`` rounded up to whole frames).
+    prompt_samples, prompt_frames : int
+        Length of the audio prompt (the previous clip's tail), in samples and in codec frames.
+    inputs : dict
+        The processor's tensors (``input_ids``, ``attention_mask``, and ``input_values`` /
+        ``padding_mask`` with an audio prompt), on the model's device.
+    """
+
+    segment: Segment
+    wanted: int
+    frames: int
+    prompt_samples: int
+    prompt_frames: int
+    inputs: dict[str, Any]
 
 
 class _AnyEvent:
@@ -87,6 +120,16 @@ class MusicgenEngine:
         With ``static`` on CUDA, replay each token step as a CUDA graph.
     compile : bool
         With ``static``, compile the token step with ``torch.compile`` first (slow first clip).
+    best_of : int
+        Generate this many candidates per clip as one batch and keep the one whose estimated
+        emotion fits the segment best (``evaluation.selection``); 1 generates one clip.
+        Candidates are scored on the whole clip, so with ``best_of > 1`` ``stream`` yields the
+        chosen clip as one chunk.
+    scorer : str
+        Best-of-N scoring backend: ``auto`` (CLAP zero-shot when ``clap_model`` loads, the
+        acoustic estimate otherwise), ``features`` or ``clap``.
+    clap_model : str
+        CLAP model folder or cached Hub id for the ``clap`` / ``auto`` scorer.
     loaded : LoadedMusicgen, optional
         An already loaded model to share (then ``model``/``adapter``/``device``/``dtype`` are ignored).
     """
@@ -111,6 +154,9 @@ class MusicgenEngine:
         decode_impl: str = "auto",
         cuda_graph: bool = True,
         compile: bool = False,
+        best_of: int = 1,
+        scorer: str = "auto",
+        clap_model: str = "",
         loaded: LoadedMusicgen | None = None,
     ) -> None:
         if int(top_k) < 0:
@@ -142,6 +188,15 @@ class MusicgenEngine:
         self.sample_rate = self._mg.sample_rate
         self.hop_length = int(self._mg.model.config.audio_encoder.hop_length)
         self._lock = threading.Lock()  # one generation at a time on the shared model
+        if int(best_of) < 1:
+            raise ConfigError("musicgen best_of must be at least 1")
+        if scorer not in ("auto", "features", "clap"):
+            raise ConfigError(f"musicgen scorer {scorer!r}: choose auto, features or clap")
+        self.best_of = int(best_of)
+        self.scorer_backend = scorer
+        self.clap_model = clap_model
+        self._scorer: Any = None
+        self._schedulers: dict[int, Any] = {}  # best-of batch decoders, by candidate count
 
     @property
     def loaded(self) -> LoadedMusicgen:
@@ -202,22 +257,18 @@ class MusicgenEngine:
 
         worker = threading.Thread(target=work, name=f"musicgen-clip-{segment.index}", daemon=True)
         worker.start()
-        wanted = self._clip_samples(segment)
-        sent = 0
+        chunks = ClipChunks(self._clip_samples(segment))
         try:
             while True:
                 kind, item = items.get()
                 if kind == "error":
                     raise item
                 if kind == "clip":
-                    if sent < wanted:  # the chunks fell short of the trimmed clip: send the rest
-                        yield item.audio[sent:]
-                    yield item
+                    yield from chunks.finish(item)
                     return
-                chunk = item[: max(0, wanted - sent)]
-                sent += chunk.size
-                if chunk.size:
-                    yield chunk.reshape(-1, 1)
+                chunk = chunks.take(item)
+                if chunk is not None:
+                    yield chunk
         finally:
             closed.set()
             worker.join()
@@ -243,18 +294,14 @@ class MusicgenEngine:
             return np.zeros(0, dtype=np.float32)
         return np.ascontiguousarray(audio[audio.size - frames * self.hop_length :])
 
-    def _run(
-        self,
-        segment: Segment,
-        previous: Continuation | None,
-        seed: int,
-        cancel: threading.Event | _AnyEvent | None,
-        on_audio: Callable[[np.ndarray], None] | None,
-    ) -> Clip:
-        import torch
+    def prepare(self, segment: Segment, previous: Continuation | None) -> PreparedClip:
+        """Check ``segment`` and build the model inputs of its clip (text and audio prompt).
 
-        from musicmed_stream.engines.musicgen.streaming import CodeStreamer
-
+        Raises
+        ------
+        ConfigError
+            A non-positive duration, or a clip longer than MusicGen's position window.
+        """
         if segment.duration_s <= 0:
             raise ConfigError(f"segment {segment.index}: duration must be positive")
         wanted = self._clip_samples(segment)
@@ -266,47 +313,43 @@ class MusicgenEngine:
             )
         prompt = self.prompt_audio(previous, frames)
         prompt_frames = prompt.size // self.hop_length
-        if cancel is not None and cancel.is_set():
-            raise GenerationCancelled(f"segment {segment.index} cancelled before it started")
-
-        mg = self._mg
         proc_kwargs: dict[str, Any] = {"text": [segment.prompt], "padding": True, "return_tensors": "pt"}
         if prompt_frames:
             proc_kwargs |= {"audio": [prompt], "sampling_rate": self.sample_rate}
-        inputs = {k: v.to(mg.device) for k, v in mg.processor(**proc_kwargs).items()}
+        inputs = {k: v.to(self._mg.device) for k, v in self._mg.processor(**proc_kwargs).items()}
+        return PreparedClip(segment, wanted, frames, prompt.size, prompt_frames, inputs)
 
-        streamer = None
-        if on_audio is not None:
-            streamer = CodeStreamer(
-                decode=self._decode_codes,
-                num_codebooks=mg.num_codebooks,
-                hop_length=self.hop_length,
-                skip_frames=prompt_frames,
-                chunk_frames=max(1, round(self.stream_chunk_seconds * mg.frame_rate)),
-                on_audio=lambda a: on_audio(a.reshape(-1, 1)),
+    def condition(self, prepared: PreparedClip) -> tuple[Any, Any, Any]:
+        """Projected text states ``(1, s, d)``, their mask, and the audio prompt codes ``(K, p)`` or None."""
+        net, inputs = self._mg.model, prepared.inputs
+        hidden = net.text_encoder(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).last_hidden_state
+        if getattr(net, "enc_to_dec_proj", None) is not None:
+            hidden = net.enc_to_dec_proj(hidden.to(net.enc_to_dec_proj.weight.dtype))
+        codes = None
+        if prepared.prompt_frames:
+            encoded = net.audio_encoder.encode(
+                input_values=inputs["input_values"].float(), padding_mask=inputs.get("padding_mask")
             )
-        devices = [torch.device(mg.device).index or 0] if mg.device.startswith("cuda") else []
-        with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(seed)
-            if self.decode_impl == "static":
-                audio, cancelled = self._generate_static(
-                    inputs, prompt_frames, frames, seed, cancel, streamer
-                )
-            else:
-                audio, cancelled = self._generate_hf(inputs, frames, cancel, streamer)
-            if cancelled:
-                raise GenerationCancelled(f"segment {segment.index} cancelled")
-            if streamer is not None:
-                streamer.end()
-        out = audio[prompt_frames * self.hop_length :]
-        if out.size < wanted:
-            raise AudioError(f"segment {segment.index}: MusicGen gave {out.size} samples, wanted {wanted}")
-        clip_audio = np.ascontiguousarray(out[:wanted], dtype=np.float32).reshape(-1, 1)
+            codes = encoded.audio_codes[0, 0]
+        return hidden, inputs["attention_mask"], codes
+
+    def finish(self, prepared: PreparedClip, audio: np.ndarray, seed: int, **info: Any) -> Clip:
+        """The :class:`Clip` from the decoded audio of prompt + continuation (the prompt is cut off)."""
+        segment = prepared.segment
+        out = audio[prepared.prompt_frames * self.hop_length :]
+        if out.size < prepared.wanted:
+            raise AudioError(
+                f"segment {segment.index}: MusicGen gave {out.size} samples, wanted {prepared.wanted}"
+            )
+        clip_audio = np.ascontiguousarray(out[: prepared.wanted], dtype=np.float32).reshape(-1, 1)
+        mg = self._mg
         info = {
-            "prompt_audio_seconds": prompt.size / self.sample_rate,
-            "prompt_frames": prompt_frames,
+            "prompt_audio_seconds": prepared.prompt_samples / self.sample_rate,
+            "prompt_frames": prepared.prompt_frames,
             "text_prompt": segment.prompt,
-            "generated_frames": frames,
+            "generated_frames": prepared.frames,
             "seed": seed,
             "model": self.model_name,
             "adapter": str(mg.adapter.path) if mg.adapter else None,
@@ -316,10 +359,110 @@ class MusicgenEngine:
             "top_k": self.top_k,
             "temperature": self.temperature,
             "guidance_scale": self.guidance_scale,
-        }
-        if streamer is not None:
-            info["stream_chunks"] = streamer.chunks_sent
+        } | info
         return Clip(audio=clip_audio, sample_rate=self.sample_rate, segment_index=segment.index, info=info)
+
+    @property
+    def sampling(self) -> Any:
+        """The sampling settings as the static decoders take them."""
+        from musicmed_stream.engines.musicgen.fast import SamplingConfig
+
+        return SamplingConfig(self.top_k, self.temperature, self.guidance_scale)
+
+    def _run(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        seed: int,
+        cancel: threading.Event | _AnyEvent | None,
+        on_audio: Callable[[np.ndarray], None] | None,
+    ) -> Clip:
+        if self.best_of > 1:
+            return self._run_best_of(segment, previous, seed, cancel)
+        import torch
+
+        from musicmed_stream.engines.musicgen.streaming import CodeStreamer
+
+        prepared = self.prepare(segment, previous)
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(f"segment {segment.index} cancelled before it started")
+        mg = self._mg
+        streamer = None
+        if on_audio is not None:
+            streamer = CodeStreamer(
+                decode=self._decode_codes,
+                num_codebooks=mg.num_codebooks,
+                hop_length=self.hop_length,
+                skip_frames=prepared.prompt_frames,
+                chunk_frames=self.stream_chunk_frames,
+                on_audio=lambda a: on_audio(a.reshape(-1, 1)),
+            )
+        devices = [torch.device(mg.device).index or 0] if mg.device.startswith("cuda") else []
+        with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            if self.decode_impl == "static":
+                audio, cancelled = self._generate_static(prepared, seed, cancel, streamer)
+            else:
+                audio, cancelled = self._generate_hf(prepared.inputs, prepared.frames, cancel, streamer)
+            if cancelled:
+                raise GenerationCancelled(f"segment {segment.index} cancelled")
+            if streamer is not None:
+                streamer.end()
+        extra = {"stream_chunks": streamer.chunks_sent} if streamer is not None else {}
+        return self.finish(prepared, audio, seed, **extra)
+
+    def generate_candidates(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        n: int,
+        cancel: threading.Event | None = None,
+    ) -> list[Clip]:
+        """``n`` clips for ``segment`` decoded as one batch, candidate ``i`` with :func:`candidate_seed`.
+
+        The batch has exactly ``n`` slots, so the same ``(seed, n)`` gives the same candidates.
+        """
+        from musicmed_stream.engines.musicgen.batched import ClipScheduler
+
+        if n < 1:
+            raise ConfigError("musicgen best_of must be at least 1")
+        with self._lock:
+            scheduler = self._schedulers.get(n)
+            if scheduler is None:
+                scheduler = self._schedulers[n] = ClipScheduler(self, slots=n, policy="wave")
+            jobs = [
+                scheduler.submit(segment, previous, candidate_seed(seed, i), cancel=cancel) for i in range(n)
+            ]
+            scheduler.drain()
+        return [job.result() for job in jobs]
+
+    def _run_best_of(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        seed: int,
+        cancel: threading.Event | _AnyEvent | None,
+    ) -> Clip:
+        from musicmed_stream.evaluation.selection import pick_best
+
+        clips = self.generate_candidates(segment, previous, seed=seed, n=self.best_of, cancel=cancel)
+        return pick_best(clips, segment, self.scorer)
+
+    @property
+    def scorer(self) -> Any:
+        """The emotion-fit scorer of best-of-N (built on first use: CLAP loads a model)."""
+        if self._scorer is None:
+            from musicmed_stream.evaluation.selection import EmotionFitScorer
+
+            self._scorer = EmotionFitScorer(self.scorer_backend, clap_model=self.clap_model or None)
+        return self._scorer
+
+    @property
+    def stream_chunk_frames(self) -> int:
+        """Codec frames per streamed chunk."""
+        return max(1, round(self.stream_chunk_seconds * self._mg.frame_rate))
 
     def _generate_hf(
         self, inputs: dict[str, Any], frames: int, cancel: Any, streamer: Any
@@ -348,35 +491,23 @@ class MusicgenEngine:
         return audio[0, 0].float().cpu().numpy(), watcher.cancelled
 
     def _generate_static(
-        self, inputs: dict[str, Any], prompt_frames: int, frames: int, seed: int, cancel: Any, streamer: Any
+        self, prepared: PreparedClip, seed: int, cancel: Any, streamer: Any
     ) -> tuple[np.ndarray, bool]:
         """Static-cache decoding (``fast.py``): audio of prompt + continuation, and whether cancelled."""
-        from musicmed_stream.engines.musicgen.fast import SamplingConfig, StaticMusicgenDecoder
+        from musicmed_stream.engines.musicgen.fast import StaticMusicgenDecoder
         from musicmed_stream.engines.musicgen.streaming import undelay
 
-        net = self._mg.model
         if self._static is None:
-            sampling = SamplingConfig(self.top_k, self.temperature, self.guidance_scale)
             graph = self.cuda_graph and self._mg.device.startswith("cuda")
             self._static = StaticMusicgenDecoder(
-                net, sampling, use_cuda_graph=graph, compile_step=self.compile
+                self._mg.model, self.sampling, use_cuda_graph=graph, compile_step=self.compile
             )
-        hidden = net.text_encoder(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        ).last_hidden_state
-        if getattr(net, "enc_to_dec_proj", None) is not None:
-            hidden = net.enc_to_dec_proj(hidden.to(net.enc_to_dec_proj.weight.dtype))
-        codes = None
-        if prompt_frames:
-            encoded = net.audio_encoder.encode(
-                input_values=inputs["input_values"].float(), padding_mask=inputs.get("padding_mask")
-            )
-            codes = encoded.audio_codes[0, 0]
+        hidden, mask, codes = self.condition(prepared)
         columns, cancelled = self._static.generate(
             hidden,
-            inputs["attention_mask"],
+            mask,
             codes,
-            frames,
+            prepared.frames,
             seed,
             cancel=cancel,
             on_columns=streamer.put if streamer is not None else None,

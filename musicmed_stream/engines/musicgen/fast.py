@@ -35,6 +35,17 @@ class SamplingConfig:
     guidance_scale: float
 
 
+def gumbel_noise(seed: int, positions: int, codebooks: int, topk: int) -> torch.Tensor:
+    """Gumbel noise ``(positions, codebooks, topk)`` of one clip, from its own seeded CPU generator.
+
+    Drawn up front and per clip, so a clip's tokens depend on its seed only (not on global RNG
+    state, nor on the other clips decoded beside it in a batch).
+    """
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    uniform = torch.rand((positions, codebooks, topk), generator=gen).clamp_(1e-12, 1 - 1e-7)
+    return -torch.log(-torch.log(uniform))
+
+
 class StaticMusicgenDecoder:
     """Token generation for one ``MusicgenForConditionalGeneration`` with static buffers.
 
@@ -211,9 +222,7 @@ class StaticMusicgenDecoder:
         self.seq.zero_()
         first = ids.shape[1]  # columns known before sampling (start token + prompt)
         self.seq[:, :first] = ids
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        uniform = torch.rand((self.T, self.K, self.topk), generator=gen).clamp_(1e-12, 1 - 1e-7)
-        self.noise.copy_(-torch.log(-torch.log(uniform)))
+        self.noise.copy_(gumbel_noise(seed, self.T, self.K, self.topk))
         self._set_text(encoder_hidden, text_mask)
         for cache in (*self.k_cache, *self.v_cache):
             cache.zero_()

@@ -50,7 +50,7 @@ class CodeStreamer(BaseStreamer):
     skip_frames : int
         Leading frames not to emit (the audio prompt's frames).
     chunk_frames : int
-        Emit once this many new frames are complete.
+        Emit every this many new frames (each chunk but the last is exactly this long).
     on_audio : callable
         Called with each chunk (float32, mono), in the generating thread.
     context_frames, overlap_frames : int
@@ -85,8 +85,10 @@ class CodeStreamer(BaseStreamer):
         """Take ``(K, steps)`` token columns (the first call may hold several)."""
         self.columns.append(value.reshape(self.num_codebooks, -1).cpu())
         ready = sum(c.shape[1] for c in self.columns) - self.num_codebooks
-        if ready - self.emitted >= self.chunk + self.overlap:
-            self._emit(ready - self.overlap, final=False)
+        # Whole chunks only: the chunks are then the same whatever the columns' arrival cadence
+        # (one step at a time, every 25 steps, or a batch's window).
+        while ready - self.emitted >= self.chunk + self.overlap:
+            self._emit(self.emitted + self.chunk, final=False)
 
     def end(self) -> None:
         """Decode and send whatever is left, up to the last complete frame."""
