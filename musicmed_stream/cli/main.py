@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "evaluate",
     "compare",
     "finetune",
+    "generate-server",
 )
 
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
-        module = importlib.import_module(f"musicmed_stream.cli.{name}")
+        module = importlib.import_module(f"musicmed_stream.cli.{name.replace('-', '_')}")
         module.register(subparsers)
     return parser
 
