@@ -9,12 +9,16 @@ the tests, not the thing under test.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from typing import Any
 
 from musicmed_stream.errors import MusicMedError, UnknownEmotionError
 from musicmed_stream.service.api import Event, StartOptions
 
 NAMES = {"sad": (-0.8, -0.3), "calm": (0.3, -0.8), "happy": (0.8, 0.3), "tense": (-0.3, 0.8)}
+INSTRUMENTS = ("piano", "strings", "acousticguitar", "flute")
+CLIP_S, CROSSFADE_S = 30.0, 2.5  # clips overlap like the daemon's: the session is shorter than their sum
 
 
 def resolve(spec: str) -> tuple[float, float]:
@@ -29,20 +33,48 @@ def resolve(spec: str) -> tuple[float, float]:
     return v, a
 
 
-def line_plan(start: tuple[float, float], target: tuple[float, float], n: int) -> dict[str, Any]:
-    segments = [
-        {
-            "index": i,
-            "valence": start[0] + (target[0] - start[0]) * i / (n - 1),
-            "arousal": start[1] + (target[1] - start[1]) * i / (n - 1),
-        }
-        for i in range(n)
-    ]
+def nearest_name(v: float, a: float) -> str:
+    return min(NAMES, key=lambda name: math.dist(NAMES[name], (v, a)))
+
+
+def line_plan(
+    start: tuple[float, float],
+    target: tuple[float, float],
+    n: int,
+    first_index: int = 0,
+    start_s: float = 0.0,
+) -> dict[str, Any]:
+    """A straight path of ``n`` clips, labelled like the daemon's plan (emotion, mood, instrument, genre)."""
+    segments = []
+    for i in range(n):
+        v = start[0] + (target[0] - start[0]) * i / (n - 1)
+        a = start[1] + (target[1] - start[1]) * i / (n - 1)
+        emotion = nearest_name(v, a)
+        instrument = INSTRUMENTS[(first_index + i) % len(INSTRUMENTS)]
+        segments.append(
+            {
+                "index": first_index + i,
+                "start_s": start_s + i * (CLIP_S - CROSSFADE_S),
+                "duration_s": CLIP_S,
+                "valence": v,
+                "arousal": a,
+                "emotion": emotion,
+                "mood": emotion,
+                "instrument": instrument,
+                "genre": "ambient",
+                "prompt": f"{emotion}, {emotion}, {instrument}, ambient",
+            }
+        )
     return {
         "start": {"valence": start[0], "arousal": start[1]},
         "target": {"valence": target[0], "arousal": target[1]},
         "segments": segments,
     }
+
+
+def plan_total_s(plan: dict[str, Any]) -> float:
+    last = plan["segments"][-1]
+    return float(last["start_s"] + last["duration_s"])
 
 
 class FakeController:
@@ -54,6 +86,11 @@ class FakeController:
         self.queues: list[asyncio.Queue[Event]] = []
         self.calls: list[tuple[str, Any]] = []
         self.fail_next: BaseException | None = None
+        # Played time: banked seconds plus the running stretch since ``_since`` while playing.
+        self._played = 0.0
+        self._since: float | None = None
+        # Set by a test to offer presets in ``status()`` (the page shows them as buttons).
+        self.presets: list[dict[str, Any]] | None = None
 
     def names(self) -> str:
         """The controller methods called so far, in order, space-separated."""
@@ -73,13 +110,41 @@ class FakeController:
         if self.state == "idle":
             raise MusicMedError("no session is running")
 
+    def played_s(self) -> float:
+        running = time.monotonic() - self._since if self._since is not None else 0.0
+        return round(self._played + running, 3)
+
+    def emit_segment(self, index: int) -> dict[str, Any]:
+        """The listener now hears segment ``index``: a ``segment_started`` with the daemon's fields."""
+        assert self.plan is not None
+        seg = next(s for s in self.plan["segments"] if s["index"] == index)
+        self.index = index
+        tags = ("index", "valence", "arousal", "emotion", "mood", "instrument", "genre", "prompt", "start_s")
+        times = self.times()
+        self.emit(
+            "segment_started",
+            **{k: seg[k] for k in tags},
+            played_s=times["played_s"],
+            total_s=times["total_s"],
+        )
+        return seg
+
+    def times(self) -> dict[str, float | None]:
+        """``played_s``, ``total_s``, ``remaining_s`` as the daemon reports them (None when idle)."""
+        if self.plan is None or self.state == "idle":
+            return {"played_s": None, "total_s": None, "remaining_s": None}
+        total, played = plan_total_s(self.plan), self.played_s()
+        return {"played_s": played, "total_s": total, "remaining_s": round(max(0.0, total - played), 3)}
+
     async def start_session(self, options: StartOptions) -> dict[str, Any]:
         self._check("start_session", options)
         start, target = resolve(options.start), resolve(options.target)
-        self.plan = line_plan(start, target, 5)
+        labels = {"start_label": options.start, "target_label": options.target}
+        self.plan = line_plan(start, target, 5) | labels
         self.state, self.index = "playing", 0
+        self._played, self._since = 0.0, time.monotonic()
         self.emit("session_started", session_id="s1", plan=self.plan)
-        self.emit("segment_started", index=0, valence=start[0], arousal=start[1], emotion="sad")
+        self.emit_segment(0)
         return {"session_id": "s1", "plan": self.plan}
 
     async def set_target(self, target: str) -> dict[str, Any]:
@@ -87,7 +152,11 @@ class FakeController:
         self._require_session()
         assert self.plan is not None
         here = self.plan["segments"][self.index]
-        self.plan = line_plan((here["valence"], here["arousal"]), resolve(target), 4)
+        # The clip playing is kept; four new ones follow it, from here to the new target.
+        after = here["start_s"] + CLIP_S - CROSSFADE_S
+        rest = line_plan((here["valence"], here["arousal"]), resolve(target), 4, self.index + 1, after)
+        segments = self.plan["segments"][: self.index + 1] + rest["segments"]
+        self.plan = self.plan | {"target": rest["target"], "target_label": target, "segments": segments}
         self.emit("plan_changed", from_index=self.index, plan=self.plan, reason="set_target")
         return {"plan": self.plan}
 
@@ -95,12 +164,14 @@ class FakeController:
         self._check("pause")
         self._require_session()
         self.state = "paused"
+        self._played, self._since = self.played_s(), None
         self.emit("paused")
 
     async def resume(self) -> None:
         self._check("resume")
         self._require_session()
         self.state = "playing"
+        self._since = time.monotonic()
         self.emit("resumed")
 
     async def skip(self) -> None:
@@ -111,8 +182,9 @@ class FakeController:
     async def stop(self, fade_seconds: float | None = None) -> None:
         self._check("stop", fade_seconds)
         self._require_session()
-        self.state = "idle"
-        self.emit("session_ended", reason="stopped", played_s=1.0)
+        played = self.played_s()
+        self.state, self._since = "idle", None
+        self.emit("session_ended", reason="stopped", played_s=played)
 
     async def set_volume(self, volume: float) -> None:
         self._check("set_volume", volume)
@@ -130,7 +202,8 @@ class FakeController:
             "arousal": seg["arousal"] if seg else None,
             "volume": self.volume,
             "plan": self.plan,
-        }
+            **self.times(),
+        } | ({"presets": self.presets} if self.presets is not None else {})
 
     def subscribe(self) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)
