@@ -792,9 +792,13 @@ function requestStart(fields) {
   askedFields = fields;
   const { played, total } = clockNow();
   const where = played != null && total != null ? ` (${clock(played)} of ${clock(total)})` : "";
+  // Offer "only lead this one there" when that is a change.
+  const sameTarget = state.plan && fields.to === targetSpec(state.plan);
   ui.dialogText.textContent = `The music is ${describeJourney(state.plan)}${where}. ` +
-    `Start a new session from ${fields.from} to ${fields.to} instead, or only lead this one to ${fields.to}?`;
+    `Start a new session from ${fields.from} to ${fields.to} instead` +
+    (sameTarget ? "?" : `, or only lead this one to ${fields.to}?`);
   ui.dialogRetarget.textContent = `Only lead this one to ${fields.to}`;
+  ui.dialogRetarget.hidden = sameTarget;
   ui.dialog.returnValue = ""; // Escape keeps the previous value otherwise
   ui.dialog.showModal();
 }
