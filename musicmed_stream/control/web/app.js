@@ -298,9 +298,10 @@ function humanNow(music) {
 function showNow(data, index) {
   const seg = { ...(index != null ? segmentAt(index) : {}), ...stripNulls(data) };
   const playing = active() && index != null;
-  const n = state.plan ? state.plan.segments.length : 0;
+  const n = state.plan?.segments?.length || state.status.segment_count || 0;
   if (!playing) {
-    ui.emotion.textContent = active() ? "…" : state.endedText || "Nothing playing";
+    const stopping = state.status.state === "stopping";
+    ui.emotion.textContent = active() ? "…" : stopping ? "Stopping…" : state.endedText || "Nothing playing";
     ui.segment.textContent = ui.prompt.textContent = "";
     ui.detail.textContent = active() ? "" : state.endedDetail || "";
     state.nowMusic = "";
@@ -594,7 +595,7 @@ function draw() {
 
   const plan = state.plan;
   const current = state.status.segment_index ?? 0;
-  if (plan && plan.segments.length && active()) {
+  if (plan?.segments?.length && plan.target && active()) {
     const pts = plan.segments.map((s) => toCanvas(s.valence, s.arousal, size));
     ctx.strokeStyle = color("--accent"); ctx.globalAlpha = 0.55; ctx.lineWidth = 2.5; ctx.lineJoin = "round";
     ctx.beginPath(); pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
