@@ -15,6 +15,7 @@ annotations`` here: FastAPI reads the routes' parameter types at run time.
 import asyncio
 import hmac
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -107,6 +108,7 @@ class MusicgenService:
             "pending": len(self.scheduler.pending),
             "steps": self.scheduler.steps,
             "max_best_of": self.settings.max_best_of,
+            "pid": os.getpid(),
         }
 
     @api.post(protocol.CLIPS_PATH)

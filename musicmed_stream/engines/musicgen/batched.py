@@ -320,6 +320,7 @@ class ClipJob:
     chunks: ClipChunks | None = None
     finished: bool = False
     _queue: queue.Queue = field(default_factory=queue.Queue)
+    _result: Clip | None = None
 
     def emit(self, kind: str, value: Any) -> None:
         if kind in ("clip", "error"):
@@ -327,7 +328,7 @@ class ClipJob:
         (self.sink or self._queue.put)((kind, value))
 
     def items(self) -> Iterator[np.ndarray | Clip]:
-        """Chunks, then the clip (blocking; raises the job's error). Only for jobs without a sink."""
+        """Chunks, then the clip (blocking; raises the job's error). Once, and only without a sink."""
         while True:
             kind, value = self._queue.get()
             if kind == "error":
@@ -337,12 +338,12 @@ class ClipJob:
                 return
 
     def result(self) -> Clip:
-        """The finished clip (blocking)."""
-        clip = None
-        for item in self.items():
-            clip = item
-        assert isinstance(clip, Clip)
-        return clip
+        """The finished clip (blocking; the same clip on every call)."""
+        if self._result is None:
+            for item in self.items():
+                if isinstance(item, Clip):
+                    self._result = item
+        return self._result
 
     @property
     def cancelled(self) -> bool:
