@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from test_evaluation_support import SR, synth_chords, synth_music
 
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.evaluation import adherence, comfort, recognition
 from musicmed_stream.evaluation.features import estimate_va, extract_features, key_correlations
 from musicmed_stream.evaluation.speed import speed_metrics
-from musicmed_stream.planner.types import VA
 
 # --- mood recognition -------------------------------------------------------------------------
 

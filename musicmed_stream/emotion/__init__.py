@@ -10,10 +10,12 @@ from musicmed_stream.emotion.mapping import (
     parse_tag_mapping,
     strip_tag,
 )
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.emotion.resolve import check_va, format_va, resolve_state
 from musicmed_stream.emotion.vocabulary import Emotion, VocabularyError, load_vocabulary, nearest_emotion
 
 __all__ = [
+    "VA",
     "Emotion",
     "MappingError",
     "TagEntry",

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.emotion.vocabulary import (
     Emotion,
     data_path,
@@ -27,7 +28,6 @@ from musicmed_stream.emotion.vocabulary import (
     squared_distance,
 )
 from musicmed_stream.errors import ConfigError
-from musicmed_stream.planner.types import VA
 
 TAG_PREFIX = "mood/theme---"
 TagKind = Literal["mood", "theme"]

@@ -13,8 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from musicmed_stream.audio_io import write_bytes_atomic
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.emotion.vocabulary import Emotion, load_vocabulary
-from musicmed_stream.planner.types import VA
 
 PathSpec = tuple[str, Sequence[VA]]
 

@@ -17,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import ConfigError
-from musicmed_stream.planner.types import VA
 
 
 class VocabularyError(ConfigError):

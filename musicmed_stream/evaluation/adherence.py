@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from musicmed_stream.planner.types import VA
+from musicmed_stream.emotion.point import VA
 
 
 def quadrant(point: VA) -> str:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import ConfigError, WeightsNotFoundError
 from musicmed_stream.evaluation.clap import ClapScorer, cosine
-from musicmed_stream.planner.types import VA
 
 BACKENDS = ("features", "clap", "essentia")
 FEATURES_SIGMA = 0.35

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from musicmed_stream.audio_io import write_text_atomic
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import ConfigError
 from musicmed_stream.evaluation import backends, recognition
 from musicmed_stream.evaluation.adherence import path_adherence
@@ -20,7 +21,6 @@ from musicmed_stream.evaluation.features import estimate_va, extract_features
 from musicmed_stream.evaluation.report import write_report
 from musicmed_stream.evaluation.run import Run, load_run
 from musicmed_stream.evaluation.speed import speed_metrics
-from musicmed_stream.planner.types import VA
 
 METRICS_FILE = "metrics.json"
 REPORT_FORMATS = ("md", "html")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from musicmed_stream.chain import integrated_loudness
-from musicmed_stream.planner.types import VA
+from musicmed_stream.emotion.point import VA
 
 # Krumhansl & Kessler (1982) probe-tone key profiles, C major and C minor.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from musicmed_stream.audio_io import write_text_atomic
-from musicmed_stream.planner.types import VA
+from musicmed_stream.emotion.point import VA
 
 PATH_PLOT = "eval_path.png"
 CLIPS_PLOT = "eval_clips.png"

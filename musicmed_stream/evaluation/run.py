@@ -24,8 +24,9 @@ import numpy as np
 
 from musicmed_stream.audio_io import read_audio
 from musicmed_stream.chain import overlap_frames
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import MusicMedError
-from musicmed_stream.planner.types import VA, Plan
+from musicmed_stream.planner.types import Plan
 
 RECORDING_NAMES = (
     "recording.wav",

@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from musicmed_stream.planner.types import VA, PathShape
+from musicmed_stream.emotion.point import VA
+from musicmed_stream.planner.types import PathShape
 
 
 def phase_lengths(n_clips: int, match_clips: int, settle_clips: int) -> tuple[int, int]:
