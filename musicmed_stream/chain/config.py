@@ -1,41 +1,30 @@
-"""Settings of the audio chain: one frozen dataclass, every step switchable."""
+"""Settings of the audio chain (the ``[chain]`` section): one frozen model, every step switchable."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Annotated, Any
 
-from musicmed_stream.errors import ConfigError
+from pydantic import Field, field_validator
 
-# key -> (low, high, low inclusive, high inclusive); keys absent here are booleans.
-_RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "trim_threshold_db": (-120.0, 0.0, True, False),
-    "trim_window_ms": (0.1, 1000.0, True, True),
-    "target_lufs": (-70.0, 0.0, True, True),
-    "max_gain_db": (0.0, 60.0, True, True),
-    "crossfade_fraction": (0.0, 0.5, True, True),
-    "highpass_hz": (1.0, 1000.0, True, True),
-    "highpass_order": (1, 12, True, True),
-    "denoise_prop_decrease": (0.0, 1.0, True, True),
-    "denoise_n_fft": (256, 16384, True, True),
-    "denoise_n_std_thresh": (0.0, 10.0, False, True),
-    "denoise_freq_smooth_hz": (0.0, 5000.0, True, True),
-    "denoise_noise_quantile": (0.0, 1.0, False, True),
-    "ceiling_dbtp": (-20.0, 0.0, True, True),
-    "limiter_lookahead_ms": (0.5, 50.0, True, True),
-    "limiter_release_db_per_s": (1.0, 1000.0, True, True),
-    "tail_seconds": (0.0, 60.0, True, True),
-}
+from musicmed_stream.bounds import CrossfadeFraction, Section
 
 
-@dataclass(frozen=True)
-class ChainConfig:
+def _range(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Any:
+    return Field(
+        gt=low if open_low else None,
+        ge=None if open_low else low,
+        lt=high if open_high else None,
+        le=None if open_high else high,
+        allow_inf_nan=False,
+    )
+
+
+class ChainConfig(Section):
     """Every setting of the post-processing chain (the method's clip preparation and output stage).
 
     Clip level (:func:`~musicmed_stream.chain.prepare_clip`): silence trim -> spectral-gating
     denoise -> loudness normalization. Block level
-    (:class:`~musicmed_stream.chain.Crossfader`, :class:`~musicmed_stream.chain.BlockProcessor`):
+    (:class:`~musicmed_stream.player.deck.Deck`, :class:`~musicmed_stream.chain.BlockProcessor`):
     equal-power crossfade -> high-pass -> true-peak limiter.
 
     Attributes
@@ -85,70 +74,34 @@ class ChainConfig:
         Length of the silence-trimmed end of a clip handed to the engine for the next clip.
     """
 
+    section = "chain"
+
     trim_silence: bool = True
-    trim_threshold_db: float = -50.0
-    trim_window_ms: float = 10.0
+    trim_threshold_db: Annotated[float, _range(-120.0, 0.0, open_high=True)] = -50.0
+    trim_window_ms: Annotated[float, _range(0.1, 1000.0)] = 10.0
     normalize: bool = True
-    target_lufs: float = -20.0
-    max_gain_db: float = 30.0
-    crossfade_fraction: float = 0.25
+    target_lufs: Annotated[float, _range(-70.0, 0.0)] = -20.0
+    max_gain_db: Annotated[float, _range(0.0, 60.0)] = 30.0
+    crossfade_fraction: CrossfadeFraction = 0.25
     highpass: bool = True
-    highpass_hz: float = 35.0
-    highpass_order: int = 4
+    highpass_hz: Annotated[float, _range(1.0, 1000.0)] = 35.0
+    highpass_order: Annotated[int, Field(ge=1, le=12)] = 4
     denoise: bool = True
     denoise_stationary: bool = True
-    denoise_prop_decrease: float = 0.5
-    denoise_n_fft: int = 2048
-    denoise_n_std_thresh: float = 1.5
-    denoise_freq_smooth_hz: float = 0.0
-    denoise_noise_quantile: float = 0.2
+    denoise_prop_decrease: Annotated[float, _range(0.0, 1.0)] = 0.5
+    denoise_n_fft: Annotated[int, Field(ge=256, le=16384)] = 2048
+    denoise_n_std_thresh: Annotated[float, _range(0.0, 10.0, open_low=True)] = 1.5
+    denoise_freq_smooth_hz: Annotated[float, _range(0.0, 5000.0)] = 0.0
+    denoise_noise_quantile: Annotated[float, _range(0.0, 1.0, open_low=True)] = 0.2
     limiter: bool = True
-    ceiling_dbtp: float = -1.0
-    limiter_lookahead_ms: float = 3.0
-    limiter_release_db_per_s: float = 60.0
-    tail_seconds: float = 10.0
+    ceiling_dbtp: Annotated[float, _range(-20.0, 0.0)] = -1.0
+    limiter_lookahead_ms: Annotated[float, _range(0.5, 50.0)] = 3.0
+    limiter_release_db_per_s: Annotated[float, _range(1.0, 1000.0)] = 60.0
+    tail_seconds: Annotated[float, _range(0.0, 60.0)] = 10.0
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            _check_value(f.name, getattr(self, f.name), f.default)
-        if self.denoise_n_fft & (self.denoise_n_fft - 1):
-            n_fft = self.denoise_n_fft
-            raise ConfigError(f"chain setting 'denoise_n_fft' must be a power of two, got {n_fft}")
-
+    @field_validator("denoise_n_fft")
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ChainConfig:
-        """Build from a mapping (e.g. the ``[chain]`` table of config.toml); missing keys keep defaults.
-
-        Raises
-        ------
-        ConfigError
-            For an unknown key, a value of the wrong type or out of range; the message names the key.
-        """
-        data = dict(data or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown chain setting {unknown[0]!r}; known settings: {', '.join(known)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _check_value(key: str, value: Any, default: Any) -> None:
-    """Type and range check of one setting; ``default`` gives the expected type."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"chain setting {key!r} must be true or false, got {value!r}")
-        return
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"chain setting {key!r} must be an integer, got {value!r}")
-    elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"chain setting {key!r} must be a finite number, got {value!r}")
-    low, high, low_incl, high_incl = _RANGES[key]
-    too_low = value < low if low_incl else value <= low
-    too_high = value > high if high_incl else value >= high
-    if too_low or too_high:
-        lo, hi = ("[" if low_incl else "("), ("]" if high_incl else ")")
-        raise ConfigError(f"chain setting {key!r} must be in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError("must be a power of two")
+        return value

@@ -10,12 +10,15 @@ mood's tag statistics, less the clinical palette's excluded genres and instrumen
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from musicmed_stream.bounds import MAX_CLIPS, check
 from musicmed_stream.emotion import (
     Emotion,
     TagMapping,
@@ -27,6 +30,7 @@ from musicmed_stream.emotion import (
     nearest_emotion,
     resolve_state,
 )
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import ConfigError
 from musicmed_stream.planner.orchestration import orchestrate
 from musicmed_stream.planner.path import path_points, progress_schedule
@@ -36,44 +40,30 @@ from musicmed_stream.planner.statistics import (
     exclusion_set,
     load_jamendo_statistics,
 )
-from musicmed_stream.planner.types import VA, Plan, PlanSettings, Segment
-
-PATH_SHAPES = ("line", "arc")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+from musicmed_stream.planner.types import Plan, PlanSettings, Segment
 
 
 def validate_settings(settings: PlanSettings, statistics: TagStatistics | None = None) -> PlanSettings:
     """Return ``settings`` if every value is usable, else raise ``ConfigError`` naming the key.
 
-    The exclusion lists may name MTG-Jamendo tags and the tags of ``statistics``."""
-    if not _is_number(settings.minutes) or settings.minutes <= 0:
-        raise ConfigError(f"minutes must be a positive number, got {settings.minutes!r}")
-    if not _is_number(settings.clip_seconds) or settings.clip_seconds <= 0:
-        raise ConfigError(f"clip_seconds must be a positive number, got {settings.clip_seconds!r}")
+    Each field is checked against its bounded type (:mod:`musicmed_stream.bounds`, the ranges the
+    configuration and the control protocol share); then the rules that tie fields together. The
+    exclusion lists may name MTG-Jamendo tags and the tags of ``statistics``."""
+    hints = typing.get_type_hints(PlanSettings, include_extras=True)
+    for f in dataclasses.fields(PlanSettings):
+        if f.name not in ("exclude_genres", "exclude_instruments"):
+            check(f.name, hints[f.name], getattr(settings, f.name))
     if settings.clip_seconds > settings.minutes * 60:
         raise ConfigError(
             f"clip_seconds ({settings.clip_seconds:g} s) is longer than the session "
             f"({settings.minutes * 60:g} s = {settings.minutes:g} min)"
         )
-    if settings.path not in PATH_SHAPES:
-        raise ConfigError(f"path must be one of {', '.join(PATH_SHAPES)}, got {settings.path!r}")
-    if not _is_number(settings.temperature) or settings.temperature < 0:
-        raise ConfigError(f"temperature must be a number >= 0, got {settings.temperature!r}")
-    for key in ("match_clips", "settle_clips", "seed"):
-        if not _is_count(getattr(settings, key)):
-            raise ConfigError(f"{key} must be a whole number >= 0, got {getattr(settings, key)!r}")
-    if not _is_number(settings.arc_min_radius) or not 0 <= settings.arc_min_radius <= 1:
-        raise ConfigError(f"arc_min_radius must be within [0, 1], got {settings.arc_min_radius!r}")
-    fraction = settings.crossfade_fraction
-    if not _is_number(fraction) or not 0 <= fraction <= 0.5:  # the chain's range
-        raise ConfigError(f"crossfade_fraction must be within [0, 0.5], got {fraction!r}")
+    clips = len(clip_grid(settings))
+    if clips > MAX_CLIPS:
+        raise ConfigError(
+            f"{settings.minutes:g} minutes of {settings.clip_seconds:g}-s clips make {clips} clips; "
+            f"at most {MAX_CLIPS}: choose longer clips"
+        )
     exclusions(settings, statistics)
     return settings
 

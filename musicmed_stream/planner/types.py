@@ -5,9 +5,19 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-PathShape = Literal["line", "arc"]
+from musicmed_stream.bounds import (
+    ClipCount,
+    ClipSeconds,
+    CrossfadeFraction,
+    Minutes,
+    PathShape,
+    Seed,
+    Temperature,
+    UnitInterval,
+)
+from musicmed_stream.emotion.point import VA
 
 # The clinical palette: MTG-Jamendo genre and instrument tags a clip is never given (see
 # docs/planner.md). The one default of the planner, ``config.toml``'s ``[session]`` and the CLI flags.
@@ -24,14 +34,6 @@ def tag_list(value: Any) -> Any:
         items = [item.strip() if isinstance(item, str) else item for item in value]
         return tuple(dict.fromkeys(item for item in items if item != ""))
     return value
-
-
-@dataclass(frozen=True)
-class VA:
-    """A point on Russell's circumplex; valence and arousal in [-1, 1]."""
-
-    valence: float
-    arousal: float
 
 
 @dataclass(frozen=True)
@@ -64,19 +66,22 @@ class Segment:
 
 @dataclass(frozen=True)
 class PlanSettings:
-    """Inputs of the iso planner besides start and target."""
+    """Inputs of the iso planner besides start and target.
 
-    minutes: float = 15.0
-    clip_seconds: float = 30.0
+    The field types carry the bounds (:mod:`musicmed_stream.bounds`) that the configuration and the
+    control protocol share; :func:`~musicmed_stream.planner.validate_settings` checks them."""
+
+    minutes: Minutes = 15.0
+    clip_seconds: ClipSeconds = 30.0
     path: PathShape = "line"
-    temperature: float = 0.5
-    match_clips: int = 2
-    settle_clips: int = 2
-    seed: int = 0
-    arc_min_radius: float = 0.5  # the ``arc`` path's smallest radius between its ends
+    temperature: Temperature = 0.5
+    match_clips: ClipCount = 2
+    settle_clips: ClipCount = 2
+    seed: Seed = 0
+    arc_min_radius: UnitInterval = 0.5  # the ``arc`` path's smallest radius between its ends
     # Overlap of consecutive clips as a fraction of the shorter one: the audio chain's
     # ``ChainConfig.crossfade_fraction``, so that ``minutes`` is the length actually played.
-    crossfade_fraction: float = 0.25
+    crossfade_fraction: CrossfadeFraction = 0.25
     # Tags never drawn; the rest of each mood's distribution is renormalised. Empty: none excluded.
     exclude_genres: tuple[str, ...] = DEFAULT_EXCLUDE_GENRES
     exclude_instruments: tuple[str, ...] = DEFAULT_EXCLUDE_INSTRUMENTS
