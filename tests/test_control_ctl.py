@@ -16,8 +16,9 @@ import pytest
 from web.fake_controller import FakeController
 
 from musicmed_stream.cli.main import main
+from musicmed_stream.control.api import StartOptions
 from musicmed_stream.control.server import ControlServer, start_control_server
-from musicmed_stream.service.api import StartOptions
+from musicmed_stream.control.settings import ControlSettings
 
 Capture = pytest.CaptureFixture[str]
 
@@ -42,7 +43,7 @@ def serve_in_thread(**options: Any) -> Iterator[Served]:
 
         async def start() -> None:
             controller = FakeController()
-            server = await start_control_server(controller, port=0, **options)
+            server = await start_control_server(controller, ControlSettings.from_dict({"port": 0, **options}))
             ready.set_result(Served(server, controller, loop))
 
         loop.run_until_complete(start())
@@ -150,7 +151,7 @@ def test_follow_prints_events_until_the_session_ends(served: Served, capsys: Cap
     lines = capsys.readouterr().out.splitlines()
     events = [line.split()[1] for line in lines]
     assert events == ["session_started", "segment_started", "plan_changed", "session_ended"]
-    assert "reason=stopped" in lines[-1] and "from_index=0" in lines[2]
+    assert "reason=stopped" in lines[-1] and "from_index=1" in lines[2]
 
 
 def test_follow_json_after_start(served: Served, capsys: Capture) -> None:

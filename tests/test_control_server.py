@@ -15,8 +15,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from musicmed_stream.control.client import ControlClient, ControlError, DaemonUnreachableError
-from musicmed_stream.control.server import ControlServer, ControlSettings, start_control_server
-from musicmed_stream.emotion import load_vocabulary
+from musicmed_stream.control.server import ControlServer, start_control_server
+from musicmed_stream.control.settings import ControlSettings
+from musicmed_stream.emotion import VA, load_vocabulary
 from musicmed_stream.errors import ConfigError, MusicMedError
 
 Scenario = Callable[[ControlServer, FakeController], Awaitable[None]]
@@ -27,7 +28,7 @@ def run_with_server(scenario: Scenario, **options: Any) -> FakeController:
     controller = FakeController()
 
     async def main() -> None:
-        server = await start_control_server(controller, port=0, **options)
+        server = await start_control_server(controller, ControlSettings.from_dict({"port": 0, **options}))
         try:
             await asyncio.wait_for(scenario(server, controller), 20)
         finally:
@@ -63,7 +64,7 @@ def test_hello_then_commands_reach_the_controller() -> None:
     options = ctl.calls[0][1]
     assert (options.start, options.target, options.minutes, options.clip_seconds) == ("sad", "calm", 2, 4)
     assert (options.seed, options.path, options.temperature) == (7, "arc", None)
-    assert [float(x) for x in ctl.calls[1][1].split(",")] == [0.5, -0.25]
+    assert ctl.calls[1][1] == VA(0.5, -0.25)  # a point reaches the controller as a point
     assert ctl.calls[2][1] == "happy"
     assert ctl.calls[7][1] == 1.5
     assert ctl.volume == 0.3
@@ -132,12 +133,12 @@ def test_events_follow_subscriptions_and_are_released_on_disconnect() -> None:
             await client.set_target("happy")
             event = await client.next_event(timeout=5)
             assert event.event == "plan_changed"
-            assert event.data["plan"]["target"] == {"valence": 0.8, "arousal": 0.3}
+            assert event.data.plan["target"] == {"valence": 0.8, "arousal": 0.3}
             await client.unsubscribe(["plan_changed"])
             await client.set_target("tense")
             await client.volume(0.5)
             event = await client.next_event(timeout=5)
-            assert (event.event, event.data) == ("volume", {"volume": 0.5})
+            assert (event.event, event.data.model_dump()) == ("volume", {"volume": 0.5})
             await client.unsubscribe()
             assert ctl.queues == []
             await client.subscribe()
@@ -242,14 +243,14 @@ def test_token_is_required_and_checked() -> None:
 def test_non_loopback_bind_needs_a_token() -> None:
     async def main() -> None:
         with pytest.raises(ConfigError, match="token"):
-            await start_control_server(FakeController(), host="0.0.0.0", port=0)
+            await start_control_server(FakeController(), ControlSettings.from_dict({"host": "0.0.0.0"}))
 
     asyncio.run(main())
     assert ControlSettings(host="0.0.0.0", token="t").token_matches("t")
     with pytest.raises(ConfigError, match="blank"):
-        ControlSettings(token="  ")
+        ControlSettings.from_dict({"token": "  "})
     with pytest.raises(ConfigError, match="allowed_origins"):
-        ControlSettings(allowed_origins=("kiosk.local",))
+        ControlSettings.from_dict({"allowed_origins": ["kiosk.local"]})
 
 
 def test_browser_origins_are_checked() -> None:
@@ -304,7 +305,7 @@ def test_page_and_static_files_are_served_on_the_same_port() -> None:
 def test_closing_the_server_disconnects_clients() -> None:
     async def main() -> None:
         ctl = FakeController()
-        server = await start_control_server(ctl, port=0)
+        server = await start_control_server(ctl, ControlSettings(port=0))
         client = await ControlClient.connect(server.url)
         await client.subscribe()
         await server.close()
@@ -320,7 +321,7 @@ def test_closing_the_server_disconnects_clients() -> None:
 
 def test_unreachable_daemon_is_a_clear_error() -> None:
     async def main() -> None:
-        server = await start_control_server(FakeController(), port=0)
+        server = await start_control_server(FakeController(), ControlSettings(port=0))
         url = server.url
         await server.close()
         with pytest.raises(DaemonUnreachableError, match="cannot reach the daemon"):

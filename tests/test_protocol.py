@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from musicmed_stream.control import protocol as p
 from musicmed_stream.control import schema
-from musicmed_stream.emotion import resolve_state
+from musicmed_stream.control.events import Event, PlanChanged
+from musicmed_stream.emotion import VA, resolve_state
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "protocol.md"
@@ -53,7 +54,8 @@ def test_documented_examples_are_valid_messages() -> None:
         is_server = example["type"] in ("ok", "error", "event") or "protocol_version" in example
         parse = p.parse_server_message if is_server else p.parse_client_message
         seen.add(type(parse(example)).__name__)
-    expected = {"HelloMessage", "OkReply", "ErrorReply", "EventMessage", "StartCommand", "SetTargetCommand"}
+    expected = {"HelloMessage", "OkReply", "ErrorReply", "StartCommand", "SetTargetCommand"}
+    expected |= {"SegmentStartedEvent", "PlanChangedEvent", "SessionEndedEvent"}
     assert expected <= seen
 
 
@@ -110,7 +112,8 @@ def test_a_clicked_point_reaches_the_planner_unchanged(valence: float, arousal: 
     point = {"valence": valence, "arousal": arousal}
     command = p.parse_client_message({"type": "set_target", "target": point})
     assert isinstance(command, p.SetTargetCommand)
-    va, _ = resolve_state(command.target_spec())
+    assert command.target_state() == VA(valence, arousal)  # a point, never text parsed again
+    va, _ = resolve_state(command.target_state())
     assert (va.valence, va.arousal) == (valence, arousal)
 
 
@@ -131,14 +134,58 @@ def test_start_commands_survive_a_json_round_trip(minutes, clip, seed, path, msg
 
 
 def test_event_messages_carry_daemon_events() -> None:
-    from musicmed_stream.service.api import Event
-
-    event = Event("plan_changed", {"from_index": 3, "plan": {}, "reason": "set_target"}, time=12.5)
-    message = p.EventMessage.from_event(event)
+    event = Event(PlanChanged(from_index=3, plan={}, reason="target"), time=12.5)
+    message = p.event_message(event)
     assert json.loads(p.dump(message)) == {
         "type": "event",
         "event": "plan_changed",
-        "data": {"from_index": 3, "plan": {}, "reason": "set_target"},
+        "data": {"from_index": 3, "plan": {}, "reason": "target"},
         "time": 12.5,
     }
-    assert p.finite_or_none({"a": [1.0, float("nan")], "b": float("-inf")}) == {"a": [1.0, None], "b": None}
+    assert p.parse_server_message(json.loads(p.dump(message))) == message
+
+
+def test_the_schema_describes_each_events_data() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(schema.build_schema())
+    good = {
+        "type": "event",
+        "event": "bridge",
+        "data": {"index": 2, "seconds": 6.0, "reason": "late"},
+        "time": 1.0,
+    }
+    validator.validate(good)
+    for bad_data in (
+        {"index": "2", "seconds": 6.0, "reason": "late"},
+        {"index": 2},
+        {**good["data"], "x": 1},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate({**good, "data": bad_data})
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**good, "event": "nonsense"})
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "volume", "volume": True},
+        {"type": "volume", "volume": "0.5"},
+        {"type": "start", "from": "sad", "to": "calm", "temperature": "1"},
+        {"type": "start", "from": "sad", "to": "calm", "clip_seconds": "1"},
+        {"type": "start", "from": "sad", "to": "calm", "seed": 1.0},
+        {"type": "start", "from": "sad", "to": "calm", "seed": -0.0},
+        {"type": "set_target", "target": {"valence": "0.1", "arousal": 0}},
+        {"type": "status", "id": True},
+        {"type": "status", "id": 1e309},
+        {"type": "status", "id": 2**60},
+    ],
+)
+def test_validation_is_as_strict_as_the_schema(message: dict) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    with pytest.raises(pydantic.ValidationError):
+        p.parse_client_message(message)
+    # JSON Schema counts 1.0 as an integer: there the model is stricter than the schema can say
+    if not any(isinstance(v, float) and (not math.isfinite(v) or v.is_integer()) for v in message.values()):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft202012Validator(schema.build_schema()).validate(message)

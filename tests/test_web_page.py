@@ -16,6 +16,7 @@ from web.harness import running_daemon
 
 from musicmed_stream.control.client import ControlClient
 from musicmed_stream.control.server import start_control_server
+from musicmed_stream.control.settings import ControlSettings
 from musicmed_stream.emotion import load_vocabulary
 
 CLICK = (0.55, -0.45)  # where the listener wants to go: pleasant and calm
@@ -63,10 +64,10 @@ def test_click_on_the_circle_retargets_the_running_session(tmp_path: Path, jamen
             finally:
                 await browser.close()
         # One pixel of the 520-px circle is 2/520 ~ 0.004 of the unit range.
-        target = changed.data["plan"]["target"]
+        target = changed.data.plan["target"]
         assert abs(target["valence"] - CLICK[0]) < 0.01 and abs(target["arousal"] - CLICK[1]) < 0.01
         assert status["plan"]["target"] == target
-        assert changed.data["from_index"] >= 1
+        assert changed.data.from_index >= 1
         assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not [line for line in browser.console if line.startswith("exception")], browser.console
         # The circle is labelled with the daemon's own vocabulary, so a click near "calm" means calm.
@@ -79,7 +80,7 @@ def test_click_on_the_circle_retargets_the_running_session(tmp_path: Path, jamen
 def test_page_asks_for_the_token_and_then_controls_the_daemon(tmp_path: Path) -> None:
     async def scenario() -> None:
         controller = FakeController()
-        server = await start_control_server(controller, port=0, token="kiosk-secret")
+        server = await start_control_server(controller, ControlSettings(port=0, token="kiosk-secret"))
         browser = await Chromium.launch(tmp_path / "profile")
         try:
             page = await browser.open(server.page_url)

@@ -254,9 +254,6 @@ def test_the_favicon_is_an_svg_the_page_links() -> None:
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="control/server.py does not serve favicon.svg yet: remove this mark when it does"
-)
 def test_the_daemon_serves_every_file_of_the_page() -> None:
     def fetch(url: str) -> int:
         with urllib.request.urlopen(url) as response:

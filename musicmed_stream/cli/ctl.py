@@ -194,7 +194,7 @@ def format_event(event: Any) -> str:
     """One line per event: time, type, its data (plans summarized)."""
     stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
     fields = []
-    for key, value in event.data.items():
+    for key, value in event.data.model_dump().items():
         if key == "plan" and isinstance(value, dict):
             fields.append(f"plan=[{format_plan(value)}]")
         elif isinstance(value, float):

@@ -60,7 +60,7 @@ class ControlClient:
         self.url = url
         self._ids = itertools.count(1)
         self._pending: dict[str | int, asyncio.Future[p.OkReply]] = {}
-        self._events: asyncio.Queue[p.EventMessage | None] = asyncio.Queue()
+        self._events: asyncio.Queue[p.BaseEventMessage | None] = asyncio.Queue()
         self._unmatched: asyncio.Queue[p.ErrorReply] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read(), name="control-client-reader")
 
@@ -128,7 +128,7 @@ class ControlClient:
         try:
             async for raw in self.ws:
                 message = p.parse_server_message(json.loads(raw))
-                if isinstance(message, p.EventMessage):
+                if isinstance(message, p.BaseEventMessage):
                     self._events.put_nowait(message)
                 elif isinstance(message, p.OkReply | p.ErrorReply):
                     self._resolve(message)
@@ -233,7 +233,7 @@ class ControlClient:
 
     # --- events ------------------------------------------------------------------------------
 
-    async def next_event(self, timeout: float | None = None) -> p.EventMessage:
+    async def next_event(self, timeout: float | None = None) -> p.BaseEventMessage:
         """The next event; raises ``DaemonUnreachableError`` if the connection closed."""
         event = await asyncio.wait_for(self._events.get(), timeout)
         if event is None:
@@ -241,7 +241,7 @@ class ControlClient:
             raise DaemonUnreachableError(f"the connection to {self.url} closed")
         return event
 
-    async def wait_for_event(self, kind: str, timeout: float = 30.0, where: Any = None) -> p.EventMessage:
+    async def wait_for_event(self, kind: str, timeout: float = 30.0, where: Any = None) -> p.BaseEventMessage:
         """Skip events until one of type ``kind`` (and for which ``where(event)`` is true) arrives."""
         async with asyncio.timeout(timeout):
             while True:
@@ -249,7 +249,7 @@ class ControlClient:
                 if event.event == kind and (where is None or where(event)):
                     return event
 
-    async def events(self) -> AsyncIterator[p.EventMessage]:
+    async def events(self) -> AsyncIterator[p.BaseEventMessage]:
         """Events as they come, until the connection closes."""
         while True:
             try:

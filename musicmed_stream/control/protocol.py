@@ -9,16 +9,25 @@ musicmed_stream.control.schema``), so this module is the single source of truth.
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 
-from musicmed_stream.service.api import Event, EventType
+from musicmed_stream.bounds import (
+    ClipSeconds,
+    Coordinate,
+    FadeSeconds,
+    Minutes,
+    PathShape,
+    Seed,
+    Temperature,
+    Volume,
+    error_key,
+)
+from musicmed_stream.control.events import EVENT_MODELS, EVENT_TYPES, Event, EventData, EventType
+from musicmed_stream.emotion.point import VA
 
 PROTOCOL_VERSION = 1
-
-EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 ErrorCode = Literal[
     "bad_json",
@@ -34,12 +43,23 @@ out of range), ``unknown_command`` (an unknown ``type``), ``unauthorized`` (no o
 ``rate_limited`` (too many messages), ``rejected`` (the daemon refused it, e.g. an unknown emotion),
 ``internal`` (a bug in the daemon; the message says what)."""
 
-MessageId = Annotated[str | int, Field(description="Chosen by the client; echoed in the reply.")]
-Unit = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+MessageId = Annotated[
+    Annotated[str, Field(max_length=200)] | Annotated[int, Field(ge=-(2**53), le=2**53)],
+    Field(description="Chosen by the client; echoed in the reply."),
+]
+StateName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description='Emotion name, mood tag or "valence,arousal" text.',
+    ),
+]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Strict, as the schema says: no text or booleans read as numbers, no floats as integers.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class _Command(_Message):
@@ -69,53 +89,58 @@ class AuthCommand(_Command):
     token: str = Field(max_length=4096)
 
 
+class TargetPoint(_Message):
+    """A point on the circumplex."""
+
+    valence: Coordinate
+    arousal: Coordinate
+
+    def va(self) -> VA:
+        return VA(self.valence, self.arousal)
+
+
+def _state(value: str | TargetPoint) -> str | VA:
+    """A state as the controller takes it: a name (stripped) or a point, never text re-parsed."""
+    return value.va() if isinstance(value, TargetPoint) else value.strip()
+
+
+def _not_blank(value: str | TargetPoint) -> str | TargetPoint:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 class StartCommand(_Command):
     """Start a session from the listener's current state to the target state."""
 
     type: Literal["start"]
-    from_: str = Field(
-        alias="from",
-        min_length=1,
-        max_length=200,
-        description='Current state: emotion name, mood tag or "valence,arousal".',
-    )
-    to: str = Field(min_length=1, max_length=200, description="Target state, same forms as ``from``.")
-    minutes: float | None = Field(default=None, gt=0, le=240, allow_inf_nan=False)
-    clip_seconds: float | None = Field(default=None, gt=0, le=120, allow_inf_nan=False)
-    path: Literal["line", "arc"] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
-    seed: int | None = Field(default=None, ge=0, lt=2**31)
+    from_: StateName | TargetPoint = Field(alias="from", description="Current state, or {valence, arousal}.")
+    to: StateName | TargetPoint = Field(description="Target state, same forms as ``from``.")
+    minutes: Minutes | None = None
+    clip_seconds: ClipSeconds | None = None
+    path: PathShape | None = None
+    temperature: Temperature | None = None
+    seed: Seed | None = None
 
+    _blank = field_validator("from_", "to")(_not_blank)
 
-class TargetPoint(_Message):
-    """A point on the circumplex."""
+    def start_state(self) -> str | VA:
+        return _state(self.from_)
 
-    valence: Unit
-    arousal: Unit
+    def target_state(self) -> str | VA:
+        return _state(self.to)
 
 
 class SetTargetCommand(_Command):
     """Re-target the running session; the path is re-planned from the current position."""
 
     type: Literal["set_target"]
-    target: str | TargetPoint = Field(
-        description='Emotion name, mood tag, "valence,arousal" string, or {valence, arousal}.'
-    )
+    target: StateName | TargetPoint = Field(description="Target state, or {valence, arousal}.")
 
-    @field_validator("target")
-    @classmethod
-    def _non_empty(cls, value: str | TargetPoint) -> str | TargetPoint:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("target must not be empty")
-        if isinstance(value, str) and len(value) > 200:
-            raise ValueError("target is longer than 200 characters")
-        return value
+    _blank = field_validator("target")(_not_blank)
 
-    def target_spec(self) -> str:
-        """The target as the controller takes it: the string, or ``"valence,arousal"``."""
-        if isinstance(self.target, TargetPoint):
-            return f"{self.target.valence!r},{self.target.arousal!r}"
-        return self.target.strip()
+    def target_state(self) -> str | VA:
+        return _state(self.target)
 
 
 class PauseCommand(_Command):
@@ -136,12 +161,12 @@ class StopCommand(_Command):
     """End the session with a fade-out (``fade_seconds`` omitted: the daemon's default)."""
 
     type: Literal["stop"]
-    fade_seconds: float | None = Field(default=None, ge=0, le=60, allow_inf_nan=False)
+    fade_seconds: FadeSeconds | None = None
 
 
 class VolumeCommand(_Command):
     type: Literal["volume"]
-    volume: float = Field(ge=0, le=1, allow_inf_nan=False)
+    volume: Volume
 
 
 class StatusCommand(_Command):
@@ -220,22 +245,48 @@ class ErrorReply(_Reply):
     message: str
 
 
-class EventMessage(_Reply):
-    """Something happened in the daemon (only sent after ``subscribe``); ``data`` per ``event`` is
-    documented in ``docs/protocol.md``."""
+class BaseEventMessage(_Reply):
+    """Base of the ``event`` messages (one per event type, made by :func:`_event_message`)."""
 
     type: Literal["event"] = "event"
     event: EventType
-    data: dict[str, Any] = Field(default_factory=dict)
-    time: float = Field(description="Unix time at which it happened.")
+    data: EventData
+    time: float
 
-    @classmethod
-    def from_event(cls, event: Event) -> EventMessage:
-        return cls(event=event.type, data=event.data, time=event.time)
+
+def _event_message(model: type[EventData]) -> type[BaseEventMessage]:
+    """The ``event`` message that carries one payload model (``SegmentStartedEvent`` ...)."""
+    return create_model(
+        f"{model.__name__}Event",
+        __base__=BaseEventMessage,
+        __doc__=f"Event ``{model.type}`` (only sent after ``subscribe``): {model.__doc__ or ''}".strip(),
+        type=(Literal["event"], "event"),
+        event=(Literal[model.type], model.type),  # type: ignore[valid-type]
+        data=(model, ...),
+        time=(float, Field(description="Unix time at which it happened.")),
+    )
+
+
+EVENT_MESSAGES: tuple[type[BaseEventMessage], ...] = tuple(_event_message(m) for m in EVENT_MODELS)
+EVENT_MESSAGE: dict[str, type[BaseEventMessage]] = {
+    m.type: msg for m, msg in zip(EVENT_MODELS, EVENT_MESSAGES, strict=True)
+}
+# The union of the event messages, discriminated by ``event`` inside the ``type == "event"`` branch.
+EventMessage = Annotated[Union[EVENT_MESSAGES], Field(discriminator="event")]  # noqa: UP007 - built at run time
+
+
+def event_type(model: type[BaseModel]) -> str:
+    """The ``event`` tag of an event message model."""
+    return get_args(model.model_fields["event"].annotation)[0]
+
+
+def event_message(event: Event) -> BaseEventMessage:
+    """The ``event`` message of a daemon event."""
+    return EVENT_MESSAGE[event.type](data=event.data, time=event.time)
 
 
 ServerMessage = Annotated[HelloMessage | OkReply | ErrorReply | EventMessage, Field(discriminator="type")]
-SERVER_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(ServerMessage)[0])
+SERVER_MODELS: tuple[type[BaseModel], ...] = (HelloMessage, OkReply, ErrorReply, *EVENT_MESSAGES)
 
 CLIENT_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
@@ -255,22 +306,14 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line naming each bad field: ``"minutes: Input should be greater than 0"``."""
     parts = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(x) for x in err["loc"][1:])  # [0] is the command's type tag
-        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+        loc = error_key(err["loc"][1:])  # [0] is the command's type tag
+        message = str(err["msg"]).removeprefix("Value error, ")
+        part = f"{loc}: {message}" if loc else message
+        if part not in parts:
+            parts.append(part)
     return "; ".join(parts)
 
 
 def dump(message: BaseModel) -> str:
     """Serialize a message as compact JSON with aliases (``from``); commands leave out unset options."""
     return message.model_dump_json(by_alias=True, exclude_none=isinstance(message, _Command))
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON has no NaN or infinity: replace them (recursively) with ``None`` before sending."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_none(v) for v in value]
-    return value

@@ -27,34 +27,40 @@ def schema_filename(version: int = protocol.PROTOCOL_VERSION) -> str:
 
 
 def build_schema() -> dict[str, Any]:
-    """The JSON Schema document: ``$defs`` for every message, and the two unions it is made of."""
+    """The JSON Schema document: ``$defs`` for every message and event payload, and the unions."""
     models = [(m, "validation") for m in protocol.CLIENT_MODELS]
     models += [(m, "serialization") for m in protocol.SERVER_MODELS]
     _, top = models_json_schema(models, ref_template="#/$defs/{model}")
     defs = top["$defs"]
 
-    def union(models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
+    def union(models: tuple[type[BaseModel], ...], key: str, refs: dict[str, str]) -> dict[str, Any]:
         return {
-            "oneOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in models],
-            "discriminator": {
-                "propertyName": "type",
-                "mapping": {protocol.message_type(m): f"#/$defs/{m.__name__}" for m in models},
-            },
+            "oneOf": [{"$ref": ref} for ref in dict.fromkeys(refs.values())],
+            "discriminator": {"propertyName": key, "mapping": refs},
         }
 
+    def ref(model: type[BaseModel]) -> str:
+        return f"#/$defs/{model.__name__}"
+
+    client = {protocol.message_type(m): ref(m) for m in protocol.CLIENT_MODELS}
+    # Server messages: ``type`` first; every ``event`` message then by its ``event`` field.
+    server = {protocol.message_type(m): ref(m) for m in protocol.SERVER_MODELS[:3]}
+    server["event"] = "#/$defs/EventMessage"
+    events = {protocol.event_type(m): ref(m) for m in protocol.EVENT_MESSAGES}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"musicmed-stream/{schema_filename()}",
         "title": f"musicmed-stream control protocol v{protocol.PROTOCOL_VERSION}",
         "description": (
             "Websocket messages between the musicmed-stream daemon (/ws) and its clients. "
-            "Generated from musicmed_stream/control/protocol.py; do not edit by hand."
+            "Generated from musicmed_stream/control/protocol.py and events.py; do not edit by hand."
         ),
         "protocol_version": protocol.PROTOCOL_VERSION,
         "oneOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
         "$defs": {
-            "ClientMessage": union(protocol.CLIENT_MODELS),
-            "ServerMessage": union(protocol.SERVER_MODELS),
+            "ClientMessage": union(protocol.CLIENT_MODELS, "type", client),
+            "ServerMessage": union(protocol.SERVER_MODELS, "type", server),
+            "EventMessage": union(protocol.EVENT_MESSAGES, "event", events),
             **dict(sorted(defs.items())),
         },
     }

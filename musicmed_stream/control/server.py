@@ -1,7 +1,7 @@
 """The control server: the websocket at ``/ws`` and the companion web page at ``/``, on one port.
 
 It translates protocol messages (:mod:`musicmed_stream.control.protocol`) into calls on a
-:class:`~musicmed_stream.service.api.SessionController` and the controller's events into ``event``
+:class:`~musicmed_stream.control.api.SessionController` and the controller's events into ``event``
 messages. Security, in the order a connection meets it:
 
 1. HTTP handshake: the ``Origin`` header of a browser must be the page's own origin (on an allowed
@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, is_dataclass
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -40,20 +38,22 @@ from websockets.http11 import Request, Response
 
 from musicmed_stream import __version__
 from musicmed_stream.control import protocol as p
+from musicmed_stream.control.api import SessionController, StartOptions
+from musicmed_stream.control.events import Event
 from musicmed_stream.control.ratelimit import TokenBucket
-from musicmed_stream.errors import ConfigError, MusicMedError
-from musicmed_stream.service.api import Event, SessionController, StartOptions
-from musicmed_stream.service.config import is_loopback
+from musicmed_stream.control.settings import ControlSettings, is_loopback
+from musicmed_stream.errors import MusicMedError
+from musicmed_stream.jsonable import to_jsonable
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 EMOTIONS_PATH = "/emotions.json"
 PAGE_HEADERS = (
@@ -74,75 +74,6 @@ def emotion_labels() -> bytes:
 
     labels = [{"name": e.name, "valence": e.valence, "arousal": e.arousal} for e in load_vocabulary()]
     return json.dumps(labels).encode("utf-8")
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: numpy scalars/arrays and dataclasses converted, NaN -> ``None``."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return p.finite_or_none(value)
-    if is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(asdict(value))
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return to_jsonable(value.tolist())
-    return str(value)
-
-
-@dataclass(frozen=True)
-class ControlSettings:
-    """The ``[control]`` settings the server enforces (see :func:`start_control_server`)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8765
-    token: str | None = None
-    allowed_origins: tuple[str, ...] = ()
-    max_message_bytes: int = 65536
-    rate_limit_per_second: float = 20.0
-
-    def __post_init__(self) -> None:
-        if self.token is not None and not self.token.strip():
-            raise ConfigError("control.token must not be blank (leave it unset for no token)")
-        if self.token is None and not is_loopback(self.host):
-            raise ConfigError(
-                f"control.host = {self.host!r} is reachable from other machines: set control.token "
-                "(or MUSICMED_CONTROL_TOKEN) or bind to 127.0.0.1"
-            )
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"control.port must be within 0..65535, got {self.port}")
-        if self.max_message_bytes < 256:
-            raise ConfigError(f"control.max_message_bytes must be at least 256, got {self.max_message_bytes}")
-        if not self.rate_limit_per_second > 0:
-            raise ConfigError(f"control.rate_limit_per_second must be > 0, got {self.rate_limit_per_second}")
-        for origin in self.allowed_origins:
-            if urlsplit(origin).scheme not in ("http", "https") or not urlsplit(origin).netloc:
-                raise ConfigError(
-                    f"control.allowed_origins: {origin!r} is not an origin like http://host:port"
-                )
-
-    def token_matches(self, offered: str | None) -> bool:
-        """Constant-time comparison; ``False`` when no token is offered or none is configured."""
-        if self.token is None or offered is None:
-            return False
-        return hmac.compare_digest(offered.encode("utf-8"), self.token.encode("utf-8"))
-
-    def origin_allowed(self, origin: str | None, host_header: str | None) -> bool:
-        """Non-browser clients (no ``Origin``), the page's own origin, or a configured origin."""
-        if origin is None:
-            return True
-        origin = origin.rstrip("/").lower()
-        if origin in {o.rstrip("/").lower() for o in self.allowed_origins}:
-            return True
-        if not host_header:
-            return False
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or parts.netloc != host_header.lower():
-            return False
-        # Same origin, but is the name one this server answers to? A DNS-rebound attacker page
-        # comes with its own host name; only a server reachable from outside accepts any name.
-        return not is_loopback(self.host) or (parts.hostname or "") in LOOPBACK_NAMES | {self.host.lower()}
 
 
 class ControlServer:
@@ -221,7 +152,7 @@ class ControlServer:
     async def _handle(self, ws: ServerConnection) -> None:
         parts = urlsplit(ws.request.path if ws.request else "")
         offered = _handshake_token(ws.request.headers, parts.query) if ws.request else None
-        authenticated = self.settings.token is None or self.settings.token_matches(offered)
+        authenticated = not self.settings.token_required or self.settings.token_matches(offered)
         session = _ClientSession(self, ws, authenticated)
         await session.run()
 
@@ -371,17 +302,17 @@ class _ClientSession:
                 return {"authenticated": self.authenticated, "protocol_version": p.PROTOCOL_VERSION}
             case p.StartCommand():
                 options = StartOptions(
-                    start=command.from_,
-                    target=command.to,
+                    start=command.start_state(),
+                    target=command.target_state(),
                     minutes=command.minutes,
                     clip_seconds=command.clip_seconds,
                     path=command.path,
                     temperature=command.temperature,
                     seed=command.seed,
                 )
-                return dict(await c.start_session(options) or {})
+                return to_jsonable(await c.start_session(options))
             case p.SetTargetCommand():
-                return dict(await c.set_target(command.target_spec()) or {})
+                return to_jsonable(await c.set_target(command.target_state()))
             case p.PauseCommand():
                 await c.pause()
             case p.ResumeCommand():
@@ -391,10 +322,9 @@ class _ClientSession:
             case p.StopCommand():
                 await c.stop(command.fade_seconds)
             case p.VolumeCommand():
-                await c.set_volume(command.volume)
-                return {"volume": command.volume}
+                return {"volume": await c.set_volume(command.volume)}
             case p.StatusCommand():
-                return dict(c.status())
+                return to_jsonable(c.status())
             case p.SubscribeCommand():
                 self.subscribed |= set(command.events or p.EVENT_TYPES)
                 self._start_events()
@@ -428,21 +358,13 @@ class _ClientSession:
             while True:
                 event = await queue.get()
                 if event.type in self.subscribed:
-                    message = p.EventMessage(event=event.type, data=to_jsonable(event.data), time=event.time)
-                    await self.send(message)
+                    await self.send(p.event_message(event))
         except ConnectionClosed:
             pass
 
 
 async def start_control_server(
-    controller: SessionController,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    token: str | None = None,
-    allowed_origins: Iterable[str] = (),
-    max_message_bytes: int = 65536,
-    rate_limit_per_second: float = 20.0,
+    controller: SessionController, settings: ControlSettings | None = None
 ) -> ControlServer:
     """Start the control server for ``controller`` and return it once it listens.
 
@@ -450,32 +372,15 @@ async def start_control_server(
     ----------
     controller : SessionController
         The daemon.
-    host, port : str, int
-        Where to listen; ``port=0`` picks a free port (read it back from ``server.port``).
-    token : str, optional
-        Shared secret clients must present; required unless ``host`` is a loopback address.
-    allowed_origins : iterable of str
-        Browser origins (``http://host:port``) allowed besides the server's own page.
-    max_message_bytes : int
-        Larger messages close the connection with code 1009.
-    rate_limit_per_second : float
-        Messages per second per client (burst: twice that).
+    settings : ControlSettings, optional
+        Where to listen (``port = 0`` picks a free port: read it back from ``server.port``), the
+        token, the allowed origins and the limits; default: loopback on port 8765, no token.
 
     Raises
     ------
-    ConfigError
-        For a non-loopback ``host`` without a token, or an invalid setting.
     OSError
         If the address cannot be bound (e.g. the port is in use).
     """
-    settings = ControlSettings(
-        host=host,
-        port=port,
-        token=token or None,
-        allowed_origins=tuple(allowed_origins),
-        max_message_bytes=max_message_bytes,
-        rate_limit_per_second=rate_limit_per_second,
-    )
-    server = ControlServer(controller, settings)
+    server = ControlServer(controller, settings or ControlSettings())
     await server.start()
     return server

@@ -6,9 +6,9 @@ import difflib
 import re
 
 from musicmed_stream.emotion.mapping import TAG_PREFIX, TagMapping, load_tag_mapping, strip_tag
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.emotion.vocabulary import Emotion, emotion_by_name, in_range, load_vocabulary
 from musicmed_stream.errors import UnknownEmotionError
-from musicmed_stream.planner.types import VA
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _COORDINATES = re.compile(rf"^\s*\(?\s*({_NUMBER})\s*[,;\s]\s*({_NUMBER})\s*\)?\s*$")
@@ -30,16 +30,16 @@ def check_va(va: VA, what: str = "point") -> VA:
 
 
 def resolve_state(
-    spec: str, vocabulary: tuple[Emotion, ...] | None = None, mapping: TagMapping | None = None
+    spec: str | VA, vocabulary: tuple[Emotion, ...] | None = None, mapping: TagMapping | None = None
 ) -> tuple[VA, str]:
-    """Resolve an emotional state given by name, mood tag or coordinates.
+    """Resolve an emotional state given by name, mood tag, coordinates or a point.
 
     Parameters
     ----------
-    spec : str
+    spec : str or VA
         An emotion of the vocabulary (``"calm"``), a mood tag of the mapping with or without the
-        ``mood/theme---`` prefix (``"relaxing"``), or coordinates ``"valence,arousal"``
-        (``"0.4,-0.6"``).
+        ``mood/theme---`` prefix (``"relaxing"``), coordinates ``"valence,arousal"``
+        (``"0.4,-0.6"``), or a point (taken as it is, checked to lie in [-1, 1]).
     vocabulary, mapping : optional
         Default: the built-in vocabulary and tag mapping.
 
@@ -54,6 +54,9 @@ def resolve_state(
         Unknown names (the message lists the closest known ones), coordinates outside
         [-1, 1], or a theme tag (which carries no emotion).
     """
+    if isinstance(spec, VA):
+        va = check_va(spec, "point")
+        return va, format_va(va)
     vocabulary = load_vocabulary() if vocabulary is None else vocabulary
     mapping = load_tag_mapping(vocabulary=vocabulary) if mapping is None else mapping
     if not isinstance(spec, str) or not spec.strip():

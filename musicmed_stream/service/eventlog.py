@@ -1,4 +1,4 @@
-"""The daemon's event log: every :class:`~musicmed_stream.service.api.Event` as a JSON line.
+"""The daemon's event log: every :class:`~musicmed_stream.control.events.Event` as a JSON line.
 
 Lines are ``{"type": ..., "data": {...}, "time": ...}``, appended and flushed one by one, the
 format ``musicmed-stream evaluate`` reads next to a recording. Writing happens on a thread of its
@@ -13,13 +13,11 @@ import json
 import logging
 import queue
 import threading
-from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
-from musicmed_stream.service.api import Event
+from musicmed_stream.control.events import Event
+from musicmed_stream.jsonable import to_jsonable
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +25,8 @@ _STOP = object()
 
 
 def event_line(event: Event) -> str:
-    """One event as a line of JSON (numpy scalars and arrays as plain numbers and lists)."""
-    return json.dumps(asdict(event), default=jsonable, separators=(",", ":")) + "\n"
-
-
-def jsonable(value: Any) -> Any:
-    """``json.dumps`` default: numpy scalars and arrays as plain numbers and lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+    """One event as a line of JSON: ``{"type", "data", "time"}``."""
+    return json.dumps(to_jsonable(event.to_dict()), separators=(",", ":")) + "\n"
 
 
 class EventLog:

@@ -13,15 +13,19 @@ import math
 import time
 from typing import Any
 
+from musicmed_stream.control.api import Replanned, SessionInfo, StartOptions, State
+from musicmed_stream.control.events import EVENT_MODEL, Event
+from musicmed_stream.emotion import VA
 from musicmed_stream.errors import MusicMedError, UnknownEmotionError
-from musicmed_stream.service.api import Event, StartOptions
 
 NAMES = {"sad": (-0.8, -0.3), "calm": (0.3, -0.8), "happy": (0.8, 0.3), "tense": (-0.3, 0.8)}
 INSTRUMENTS = ("piano", "strings", "acousticguitar", "flute")
 CLIP_S, CROSSFADE_S = 30.0, 2.5  # clips overlap like the daemon's: the session is shorter than their sum
 
 
-def resolve(spec: str) -> tuple[float, float]:
+def resolve(spec: State) -> tuple[float, float]:
+    if isinstance(spec, VA):
+        return spec.valence, spec.arousal
     if spec in NAMES:
         return NAMES[spec]
     try:
@@ -104,7 +108,7 @@ class FakeController:
 
     def emit(self, type: str, **data: Any) -> None:
         for queue in self.queues:
-            queue.put_nowait(Event(type, data))  # type: ignore[arg-type]
+            queue.put_nowait(Event(EVENT_MODEL[type](**data)))
 
     def _require_session(self) -> None:
         if self.state == "idle":
@@ -145,9 +149,9 @@ class FakeController:
         self._played, self._since = 0.0, time.monotonic()
         self.emit("session_started", session_id="s1", plan=self.plan)
         self.emit_segment(0)
-        return {"session_id": "s1", "plan": self.plan}
+        return SessionInfo("s1", self.plan)
 
-    async def set_target(self, target: str) -> dict[str, Any]:
+    async def set_target(self, target: State) -> Replanned:
         self._check("set_target", target)
         self._require_session()
         assert self.plan is not None
@@ -156,9 +160,10 @@ class FakeController:
         after = here["start_s"] + CLIP_S - CROSSFADE_S
         rest = line_plan((here["valence"], here["arousal"]), resolve(target), 4, self.index + 1, after)
         segments = self.plan["segments"][: self.index + 1] + rest["segments"]
-        self.plan = self.plan | {"target": rest["target"], "target_label": target, "segments": segments}
-        self.emit("plan_changed", from_index=self.index, plan=self.plan, reason="set_target")
-        return {"plan": self.plan}
+        label = target if isinstance(target, str) else f"{target.valence:+.2f},{target.arousal:+.2f}"
+        self.plan = self.plan | {"target": rest["target"], "target_label": label, "segments": segments}
+        self.emit("plan_changed", from_index=self.index + 1, plan=self.plan, reason="target")
+        return Replanned(self.index + 1, self.plan)
 
     async def pause(self) -> None:
         self._check("pause")
@@ -186,12 +191,13 @@ class FakeController:
         self.state, self._since = "idle", None
         self.emit("session_ended", reason="stopped", played_s=played)
 
-    async def set_volume(self, volume: float) -> None:
+    async def set_volume(self, volume: float) -> float:
         self._check("set_volume", volume)
         if not 0 <= volume <= 1:
             raise MusicMedError("volume out of range")
         self.volume = volume
         self.emit("volume", volume=volume)
+        return volume
 
     def status(self) -> dict[str, Any]:
         seg = self.plan["segments"][self.index] if self.plan else None
