@@ -2,7 +2,8 @@
 
 Prints wall seconds, CPU seconds of this process and real-time factors (session audio seconds
 per wall second). Targets on a 2-core machine: whole 15-minute session >= 60x real time
-(<= 15 s), audio chain alone <= 6 s, one 30-s clip of the engine < 0.5 s (so that the daemon's
+(<= 15 s), audio chain alone (the clips through the render's deck, in memory) <= 6 s, one
+30-s clip of the engine < 0.5 s (so that the daemon's
 first sound stays <= 0.5 s). The machine may be shared: CPU seconds show how much of the wall
 time this process actually ran.
 
@@ -23,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from musicmed_stream.audio_io import read_audio
-from musicmed_stream.chain import BlockProcessor, ChainConfig, Crossfader, prepare_clip, process_session
+from musicmed_stream.chain import ChainConfig, prepare_clip
 from musicmed_stream.engines.base import Continuation
 from musicmed_stream.engines.builtin import BuiltinEngine
 from musicmed_stream.planner import PlanSettings, plan_session
-from musicmed_stream.render import render_session
+from musicmed_stream.player.deck import Deck, Label, OfflineOutput
+from musicmed_stream.render import render_clips, render_session
 
-BLOCK = 16384  # streaming block of the offline render and process_session
+BLOCK = 16384  # the deck's block in the offline render
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -98,11 +100,11 @@ def main() -> None:
 
         clips = [read_audio(p)[0] for p in sorted((result.out_dir / "clips").glob("clip_*.wav"))]
         rate = result.sample_rate
-        chain_runs = [timed(lambda: process_session(clips, rate, config)) for _ in range(args.repeat)]
+        chain_runs = [timed(lambda: render_clips(clips, rate, config)) for _ in range(args.repeat)]
         _, wall, cpu = min(chain_runs, key=lambda r: r[1])
-        print(line("audio chain alone (process_session)", session_s, wall, cpu))
+        print(line("audio chain alone (render_clips)", session_s, wall, cpu))
         no_denoise = ChainConfig(denoise=False)
-        _, wall, cpu = timed(lambda: process_session(clips, rate, no_denoise))
+        _, wall, cpu = timed(lambda: render_clips(clips, rate, no_denoise))
         print(line("  same with denoise=False", session_s, wall, cpu))
 
         prepared, wall_p, cpu_p = timed(lambda: [prepare_clip(c, rate, config) for c in clips])
@@ -115,19 +117,17 @@ def main() -> None:
             print(line(name, session_s, w, c))
 
         def stream() -> int:
-            fader, proc, frames = Crossfader(result.channels, config.crossfade_fraction), None, 0
-            proc = BlockProcessor(rate, result.channels, config)
-            for clip in prepared:
-                fader.push(clip)
-                while fader.available >= BLOCK:
-                    frames += proc.process(fader.pull(BLOCK)).shape[0]
-            fader.close()
-            while fader.available:
-                frames += proc.process(fader.pull(BLOCK)).shape[0]
-            return frames
+            deck = Deck(rate, result.channels, config, block_size=BLOCK)
+            deck.begin()
+            output, frames = OfflineOutput(deck, BLOCK), 0
+            for n, clip in enumerate(prepared):
+                deck.append(clip, Label("clip", n))
+                frames += sum(block.shape[0] for block in output.ready())
+            deck.finish(0.0)
+            return frames + sum(block.shape[0] for block in output.rest())
 
         _, wall_s, cpu_s = timed(stream)
-        print(line("  block level: crossfade+HP+limiter", session_s, wall_s, cpu_s))
+        print(line("  block level: deck (crossfade+HP+limiter)", session_s, wall_s, cpu_s))
         peak = max(float(np.abs(c).max()) for c in prepared)
         print(f"(largest prepared-clip sample {20 * np.log10(peak):.2f} dBFS before the limiter)")
         print(f"load average at the end {load()}")

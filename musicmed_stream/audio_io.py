@@ -87,3 +87,80 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+class AudioWriter:
+    """Write an audio file block by block, atomically: the blocks go to a temporary file in the
+    same folder, renamed over ``path`` by :meth:`commit`; :meth:`abort` (or leaving the ``with``
+    block by an exception) removes it, so no truncated file is ever left under the final name.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.wav`` or ``.flac``.
+    sample_rate, channels : int
+    subtype : str, optional
+        libsndfile subtype (``PCM_16``, ``PCM_24``, ``FLOAT``); default 16-bit PCM.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], sample_rate: int, channels: int, subtype: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in FORMATS:
+            raise AudioError(f"unsupported audio format {suffix!r} for {self.path}; use .wav or .flac")
+        fmt, default_subtype = FORMATS[suffix]
+        self.frames = 0
+        self.peak = 0.0
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        try:
+            self._file: sf.SoundFile | None = sf.SoundFile(
+                self._tmp, "w", sample_rate, channels, subtype or default_subtype, format=fmt
+            )
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            self.abort()
+            raise AudioError(f"cannot write {self.path}: {exc}") from exc
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block`` ``(frames, channels)``; tracks the peak sample."""
+        assert self._file is not None, "writer is closed"
+        if block.shape[0] == 0:
+            return
+        try:
+            self._file.write(block)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            self.abort()
+            raise AudioError(f"cannot write {self.path}: {exc}") from exc
+        self.frames += block.shape[0]
+        self.peak = max(self.peak, float(block.max()), -float(block.min()))
+
+    def commit(self) -> Path:
+        """Complete the file and put it under its name."""
+        assert self._file is not None, "writer is closed"
+        try:
+            self._file.close()
+            self._file = None
+            os.chmod(self._tmp, _umask_mode())
+            os.replace(self._tmp, self.path)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            self.abort()
+            raise AudioError(f"cannot write {self.path}: {exc}") from exc
+        return self.path
+
+    def abort(self) -> None:
+        """Drop what was written."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is not None or self._file is not None:
+            self.abort()

@@ -1,11 +1,14 @@
 """Offline render of a whole session: plan -> engine clip by clip -> audio chain -> files.
 
-The render goes through the same chain objects as the daemon (:func:`prepare_clip`,
-:class:`~musicmed_stream.chain.SessionMixer`). Every finished clip is saved atomically with its
-engine state and recorded in ``manifest.json`` together with the arguments it was made with, so
-an interrupted render continues from the finished clips when re-run and ends with the same bytes
-as an uninterrupted one. The session files are written last; the manifest's ``complete`` flag
-says the folder holds a finished render.
+The render plays the session through the daemon's own path: each clip through
+:func:`~musicmed_stream.chain.to_output`, then onto a :class:`~musicmed_stream.player.deck.Deck`
+driven synchronously (crossfades, high-pass, limiter, the fade at the end), so a rendered session
+and the same session played by the daemon are the same samples. The session file is written block
+by block as the deck hands audio out, and clip audio is let go once it is mixed: memory does not
+grow with the session's length. Every finished clip is saved atomically with its engine state and
+recorded in ``manifest.json`` together with the arguments it was made with, so an interrupted render
+continues from the finished clips when re-run and ends with the same bytes as an uninterrupted one.
+The manifest's ``complete`` flag says the folder holds a finished render.
 
 Folder layout::
 
@@ -16,6 +19,7 @@ Folder layout::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,24 +35,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from musicmed_stream.audio_io import read_audio, write_audio, write_text_atomic
-from musicmed_stream.chain import (
-    ChainConfig,
-    SessionMixer,
-    as_frames,
-    conditioning_tail,
-    prepare_clip,
-    resample,
-    sound_bounds,
-)
+from musicmed_stream.audio_io import AudioWriter, read_audio, write_audio, write_text_atomic
+from musicmed_stream.chain import ChainConfig, OutputClip, as_frames, conditioning_tail, to_output
 from musicmed_stream.engines.base import Clip, Continuation, Engine, clip_seed
 from musicmed_stream.errors import AudioError, MusicMedError
+from musicmed_stream.jsonable import normalized, to_jsonable
 from musicmed_stream.planner.types import Plan, Segment
+from musicmed_stream.player.deck import Deck, Label, OfflineOutput
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 FORMATS = ("wav", "flac")
 SESSION_SUBTYPE = "PCM_24"
+SAMPLE_FORMATS = ("PCM_16", "PCM_24", "FLOAT")
 CLIP_SUBTYPE = "FLOAT"  # lossless for the engine's float32 output: a resumed clip is bit-identical
 
 
@@ -68,6 +67,10 @@ class ClipRecord:
     info: dict[str, Any]
     generation_s: float
     resumed: bool
+
+    def without_audio(self) -> ClipRecord:
+        """The record with its audio let go (what the report and the MIDI file need)."""
+        return dataclasses.replace(self, audio=np.zeros((0, self.audio.shape[1]), np.float32))
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,9 @@ def render_session(
     chain_config: ChainConfig | None = None,
     *,
     audio_format: str = "wav",
+    sample_format: str = "PCM_24",
     sample_rate: int | None = None,
+    end_fade_s: float = 3.0,
     force: bool = False,
     arguments: dict[str, Any] | None = None,
     key_extra: dict[str, Any] | None = None,
@@ -150,8 +155,14 @@ def render_session(
     chain_config : ChainConfig, optional
     audio_format : {"wav", "flac"}
         Of the session file (clips are always 32-bit float WAV).
+    sample_format : {"PCM_16", "PCM_24", "FLOAT"}
+        Samples of the session file: 16- or 24-bit PCM, or 32-bit float (exactly what was played;
+        WAV only).
     sample_rate : int, optional
         Session rate; clips at another rate are resampled (soxr). Default: the engine's rate.
+    end_fade_s : float
+        The session's last clip fades out over its final seconds, as the daemon plays it
+        (``playback.fade_seconds``).
     force : bool
         Discard an earlier render in ``out_dir`` and start afresh.
     arguments : dict, optional
@@ -161,13 +172,14 @@ def render_session(
     progress : bool
         Show a tqdm progress bar with ETA on stderr.
     block_frames : int
-        Block size of the streaming stage; the output does not depend on it, and large blocks
+        Frames the deck renders at a time; the output does not depend on it, and large blocks
         spend less time in per-block overhead offline.
     on_clip : callable, optional
         Called with each :class:`ClipRecord` once it is saved (used to test interruptions).
     chain_workers : int
-        Threads preparing clips (trim, denoise, loudness) while the engine runs; numpy, scipy's
-        FFT and filters release the GIL in the heavy parts. The output does not depend on it.
+        Threads preparing clips (:func:`~musicmed_stream.chain.to_output`) while the engine runs;
+        numpy, scipy's FFT and filters release the GIL in the heavy parts. The output does not
+        depend on it.
 
     Raises
     ------
@@ -180,28 +192,37 @@ def render_session(
     chain_config = chain_config or ChainConfig()
     if audio_format not in FORMATS:
         raise RenderError(f"unknown format {audio_format!r}; choose one of {', '.join(FORMATS)}")
+    if sample_format not in SAMPLE_FORMATS or (sample_format == "FLOAT" and audio_format != "wav"):
+        raise RenderError(
+            f"sample format {sample_format!r}: choose one of {', '.join(SAMPLE_FORMATS)} (FLOAT in WAV only)"
+        )
     if not plan.segments:
         raise RenderError("the plan has no segments")
     out = Path(out_dir)
-    manifest = _open_folder(out, render_key(plan, engine, chain_config, audio_format, key_extra), force)
+    key = render_key(plan, engine, chain_config, audio_format, key_extra)
+    key |= {"end_fade_s": end_fade_s, "sample_format": sample_format}
+    manifest = _open_folder(out, key, force)
     paths = _output_paths(out, audio_format)
     write_text_atomic(paths["plan"], plan.to_json() + "\n")
-    assembler = _Assembler(
-        int(sample_rate or engine.sample_rate), int(engine.channels), chain_config, block_frames
+    rate = int(sample_rate or engine.sample_rate)
+    player = _Player(
+        paths["session"], rate, int(engine.channels), chain_config, block_frames, end_fade_s, sample_format
     )
     timings = {"generate": 0.0, "chain": 0.0, "write": 0.0}
     records: list[ClipRecord] = []
     previous: Continuation | None = None
+    last = plan.segments[-1].index
     bar = tqdm(total=len(plan.segments), unit="clip", file=sys.stderr, disable=not progress, desc="render")
     # Clip preparation is pure, so it runs on a pool while the engine makes the next clips; the
-    # mixer takes the prepared clips strictly in clip order on its own thread, so the output does
+    # deck takes the prepared clips strictly in clip order on its own thread, so the output does
     # not depend on the timing.
     with (
+        player,
         bar,
         ThreadPoolExecutor(max_workers=max(1, chain_workers), thread_name_prefix="chain") as prepare_pool,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="mix") as mix_thread,
     ):
-        chained: list[Future[None]] = []
+        mixed: list[Future[None]] = []
         for segment in plan.segments:
             # Once one clip is made afresh, every later clip is made afresh too.
             resumable = all(r.resumed for r in records)
@@ -211,78 +232,119 @@ def render_session(
                 t0 = time.perf_counter()
                 _save_clip(out, manifest, record)
                 timings["write"] += time.perf_counter() - t0
-            records.append(record)
             if on_clip is not None:
                 on_clip(record)
-            prepared = prepare_pool.submit(assembler.prepare, record)
-            chained.append(mix_thread.submit(assembler.mix, record, prepared))
+            prepared = prepare_pool.submit(player.prepare, record)
+            mixed.append(mix_thread.submit(player.mix, record, prepared, segment.index == last))
             previous = Continuation(
                 tail=conditioning_tail(record.audio, record.sample_rate, chain_config),
                 sample_rate=record.sample_rate,
                 state=record.state,
             )
-            _raise_chain_errors(chained)
+            records.append(record.without_audio())  # the audio lives on in the deck and the file
+            _raise_chain_errors(mixed)
             bar.set_postfix_str(f"{segment.emotion} ({'resumed' if record.resumed else 'generated'})")
             bar.update(1)
         # The plot depends on the plan only: draw it while the chain catches up with the engine.
         t0 = time.perf_counter()
         _write_plot(paths["path_plot"], plan)
         timings["write"] += time.perf_counter() - t0
-        for future in chained:
+        for future in mixed:
             future.result()
-    session = assembler.finish()
-    timings["chain"] = assembler.seconds
-    return _write_session(
-        plan, engine, records, session, assembler, paths, manifest, timings, t_start, arguments
-    )
+        player.close()
+    timings["chain"] = player.seconds
+    return _write_session(plan, engine, records, player, paths, manifest, timings, t_start, arguments)
 
 
-class _Assembler:
-    """Prepares clips (any thread) and mixes them into the session (one thread, in clip order)."""
+def render_clips(
+    clips: list[np.ndarray],
+    sample_rate: int,
+    config: ChainConfig | None = None,
+    *,
+    end_fade_s: float = 0.0,
+    block_frames: int = 16384,
+) -> np.ndarray:
+    """Play raw clips (all at ``sample_rate``, one channel count) through the render's path, in
+    memory: :func:`~musicmed_stream.chain.to_output`, then the deck (crossfades, high-pass, limiter,
+    ``end_fade_s`` at the end). float32 ``(frames, channels)``; for tests and benchmarks."""
+    config = config or ChainConfig()
+    channels = as_frames(clips[0]).shape[1]
+    deck = Deck(sample_rate, channels, config, block_size=block_frames)
+    deck.begin()
+    output = OfflineOutput(deck, block_frames, end_fade_s)
+    blocks: list[np.ndarray] = []
+    for n, clip in enumerate(clips):
+        deck.append(to_output(clip, sample_rate, sample_rate, channels, config).audio, Label("clip", n))
+        if n == len(clips) - 1:
+            deck.finish(end_fade_s)
+        blocks += output.ready()
+    blocks += output.rest()
+    return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
 
-    def __init__(self, sample_rate: int, channels: int, config: ChainConfig, block_frames: int) -> None:
+
+class _Player:
+    """Prepares clips (any thread) and plays them on a deck (one thread, in clip order) into the
+    session file, block by block."""
+
+    def __init__(
+        self,
+        path: Path,
+        sample_rate: int,
+        channels: int,
+        config: ChainConfig,
+        block_frames: int,
+        end_fade_s: float,
+        sample_format: str = SESSION_SUBTYPE,
+    ) -> None:
         self.sample_rate, self.channels, self.config = sample_rate, channels, config
-        self.mixer = SessionMixer(sample_rate, channels, config, block_frames)
-        self.blocks: list[np.ndarray] = []
+        self.end_fade_s = end_fade_s
+        self.deck = Deck(sample_rate, channels, config, block_size=block_frames)
+        self.deck.begin()
+        self.output = OfflineOutput(self.deck, block_frames, end_fade_s)
+        self.writer = AudioWriter(path, sample_rate, channels, subtype=sample_format)
         self.midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
         self.seconds = 0.0  # summed over the chain's threads
         self._lock = threading.Lock()
 
-    def prepare(self, record: ClipRecord) -> tuple[np.ndarray, int]:
-        """The clip-level chain (pure, any thread): ``(prepared audio, frames trimmed from the start)``."""
+    def prepare(self, record: ClipRecord) -> OutputClip:
+        """The clip-level chain (pure, any thread)."""
         t0 = time.perf_counter()
-        audio = record.audio
-        if record.sample_rate != self.sample_rate:
-            audio = resample(audio, record.sample_rate, self.sample_rate)
-        trimmed = 0  # frames the silence trim cuts from the start: the notes move with the audio
-        if self.config.trim_silence:
-            trimmed, _ = sound_bounds(
-                audio, self.sample_rate, self.config.trim_threshold_db, self.config.trim_window_ms
-            )
-        prepared = prepare_clip(audio, self.sample_rate, self.config)
+        prepared = to_output(record.audio, record.sample_rate, self.sample_rate, self.channels, self.config)
         self._add_seconds(time.perf_counter() - t0)
-        return prepared, trimmed
+        return prepared
 
-    def mix(self, record: ClipRecord, prepared: Future[tuple[np.ndarray, int]]) -> None:
-        """Crossfade and stream one prepared clip; call in clip order from one thread."""
-        audio, trimmed = prepared.result()
+    def mix(self, record: ClipRecord, prepared: Future[OutputClip], last: bool) -> None:
+        """Play one prepared clip on the deck and write what became final; call in clip order
+        from one thread."""
+        clip = prepared.result()
         t0 = time.perf_counter()
-        self.blocks += self.mixer.push(audio)
-        offset = (self.mixer.crossfader.clip_starts[-1] - trimmed) / self.sample_rate
-        self.midi_parts.append((offset, record.notes))
+        start = self.deck.append(clip.audio, Label("clip", record.index))
+        self.midi_parts.append(((start - clip.lead_frames) / self.sample_rate, record.notes))
+        if last:
+            self.deck.finish(self.end_fade_s)
+        for block in self.output.ready():
+            self.writer.write(block)
         self._add_seconds(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        """Write the session's end; the file is committed by :meth:`commit`."""
+        t0 = time.perf_counter()
+        for block in self.output.rest():
+            self.writer.write(block)
+        self._add_seconds(time.perf_counter() - t0)
+        if self.writer.frames == 0 or self.writer.peak == 0.0:
+            raise RenderError("the engine produced only silence; nothing to render")
 
     def _add_seconds(self, seconds: float) -> None:
         with self._lock:
             self.seconds += seconds
 
-    def finish(self) -> np.ndarray:
-        t0 = time.perf_counter()
-        self.blocks += self.mixer.close()
-        self._add_seconds(time.perf_counter() - t0)
-        if not self.blocks:
-            raise RenderError("the engine produced only silence; nothing to render")
-        return np.concatenate(self.blocks, axis=0)
+    def __enter__(self) -> _Player:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is not None:
+            self.writer.abort()
 
 
 def _generate_clip(
@@ -306,21 +368,20 @@ def _write_session(
     plan: Plan,
     engine: Engine,
     records: list[ClipRecord],
-    session: np.ndarray,
-    assembler: _Assembler,
+    player: _Player,
     paths: dict[str, Path],
     manifest: dict[str, Any],
     timings: dict[str, float],
     t_start: float,
     arguments: dict[str, Any] | None,
 ) -> RenderResult:
-    """Side files, then the session audio, then the manifest's completion mark."""
+    """Side files, then the session audio under its name, then the manifest's completion mark."""
     t0 = time.perf_counter()
-    rate = assembler.sample_rate
-    duration = session.shape[0] / rate
-    peak = max(float(session.max()), -float(session.min()))  # no 300-MB temporary of |x|
+    rate = player.sample_rate
+    duration = player.writer.frames / rate
+    peak = player.writer.peak
     peak_dbfs = 20.0 * math.log10(peak) if peak > 0 else -math.inf
-    _write_midi(paths["midi"], assembler.midi_parts, records)
+    _write_midi(paths["midi"], player.midi_parts, records)
     timings["write"] += time.perf_counter() - t0
     resumed = sum(r.resumed for r in records)
     timings["total"] = time.perf_counter() - t_start
@@ -328,9 +389,10 @@ def _write_session(
         "arguments": arguments or {},
         "engine": engine.name,
         "sample_rate": rate,
-        "channels": assembler.channels,
+        "channels": player.channels,
         "format": paths["session"].suffix.lstrip("."),
-        "chain": assembler.config.to_dict(),
+        "chain": player.config.to_dict(),
+        "end_fade_s": player.end_fade_s,
         "clips": len(records),
         "clips_generated": len(records) - resumed,
         "clips_resumed": resumed,
@@ -341,8 +403,8 @@ def _write_session(
         "generation_s": [r.generation_s for r in records],
     }
     write_text_atomic(paths["report"], format_report(plan, records, summary))
-    write_text_atomic(paths["render"], json.dumps(_jsonable(summary), indent=2) + "\n")
-    write_audio(paths["session"], session, rate, subtype=SESSION_SUBTYPE)  # last: the finished product
+    write_text_atomic(paths["render"], json.dumps(to_jsonable(summary), indent=2) + "\n")
+    player.writer.commit()  # last: the finished product
     manifest["complete"] = True
     _write_manifest(paths["manifest"].parent, manifest)
     timings["total"] = time.perf_counter() - t_start
@@ -351,7 +413,7 @@ def _write_session(
         files=paths,
         duration_s=duration,
         sample_rate=rate,
-        channels=assembler.channels,
+        channels=player.channels,
         clips_generated=len(records) - resumed,
         clips_resumed=resumed,
         timings=timings,
@@ -428,13 +490,13 @@ def _open_folder(out: Path, key: dict[str, Any], force: bool) -> dict[str, Any]:
         except (OSError, ValueError):
             old = None
     if not force:
-        if old is not None and old.get("version") == MANIFEST_VERSION and old.get("key") == _normal(key):
+        if old is not None and old.get("version") == MANIFEST_VERSION and old.get("key") == normalized(key):
             old["complete"] = False
             _write_manifest(out, old)
             return old
         if old is not None:
             old_key = old.get("key") if isinstance(old.get("key"), dict) else {}
-            differs = sorted(k for k, v in _normal(key).items() if v != old_key.get(k))
+            differs = sorted(k for k, v in normalized(key).items() if v != old_key.get(k))
             raise RenderError(
                 f"output folder {out} holds a render made with other arguments "
                 f"(differs in: {', '.join(differs) or 'manifest version'}); use --force to replace it "
@@ -460,7 +522,7 @@ def _open_folder(out: Path, key: dict[str, Any], force: bool) -> dict[str, Any]:
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    write_text_atomic(out / MANIFEST, json.dumps(_jsonable(manifest), indent=1) + "\n")
+    write_text_atomic(out / MANIFEST, json.dumps(to_jsonable(manifest), indent=1) + "\n")
 
 
 def _sha256(path: Path) -> str:
@@ -481,7 +543,7 @@ def _save_clip(out: Path, manifest: dict[str, Any], record: ClipRecord) -> None:
         "info": record.info,
     }
     try:
-        write_text_atomic(state_path, json.dumps(_jsonable(meta)) + "\n")
+        write_text_atomic(state_path, json.dumps(to_jsonable(meta)) + "\n")
     except OSError as exc:
         raise AudioError(f"cannot write {state_path}: {exc.strerror or exc}") from exc
     manifest["clips"][str(record.index)] = {
@@ -532,34 +594,12 @@ def _check_clip(clip: Clip, index: int, engine: Engine, elapsed: float) -> ClipR
             f"declared {engine.channels}"
         )
     try:
-        state = json.loads(json.dumps(_jsonable(clip.state)))
-        notes = json.loads(json.dumps(_jsonable(clip.notes)))
-        info = json.loads(json.dumps(_jsonable(clip.info)))
+        state = json.loads(json.dumps(to_jsonable(clip.state)))
+        notes = json.loads(json.dumps(to_jsonable(clip.notes)))
+        info = json.loads(json.dumps(to_jsonable(clip.info)))
     except (TypeError, ValueError) as exc:
         raise RenderError(f"engine {engine.name} returned a state that is not JSON: {exc}") from exc
     return ClipRecord(index, audio, int(clip.sample_rate), state, notes, info, elapsed, resumed=False)
-
-
-def _normal(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists, and so on)."""
-    return json.loads(json.dumps(_jsonable(value)))
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars and arrays become Python numbers and lists; inf becomes None."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # --- side files -------------------------------------------------------------------------------

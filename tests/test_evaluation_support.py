@@ -10,8 +10,9 @@ import pyloudnorm
 import pytest
 
 from musicmed_stream.audio_io import write_audio
-from musicmed_stream.chain import ChainConfig, process_session
+from musicmed_stream.chain import ChainConfig
 from musicmed_stream.planner.types import Plan
+from musicmed_stream.render import render_clips
 
 SR = 22050
 
@@ -38,8 +39,10 @@ def synth_music(
     out = np.zeros(int(seconds * sr))
     n = np.arange(int(step * sr)) / sr
     envelope = np.minimum(n / 0.01, 1.0) * np.exp(-3.0 * n) * np.clip((step - n) / 0.03, 0.0, 1.0)
-    harmonics = np.arange(1, 13 if bright else 3)
-    weights = 1.0 / harmonics ** (1.0 if bright else 2.5)
+    # Bright: eight harmonics falling as 1/h**1.25 (a mellow brass-like tone; a full 1/h sawtooth's
+    # steep edges read as clicks to the detector); dark: two, falling steeply.
+    harmonics = np.arange(1, 9 if bright else 3)
+    weights = 1.0 / harmonics ** (1.25 if bright else 2.5)
     t, k = 0.0, 0
     while t + step <= seconds:
         start = int(t * sr)
@@ -98,7 +101,7 @@ def make_render_folder(folder: Path, plan: Plan, sr: int = SR) -> Path:
     clips = [music_for(s.valence, s.arousal, s.duration_s, sr, seed=s.index) for s in plan.segments]
     for segment, clip in zip(plan.segments, clips, strict=True):
         write_audio(folder / "clips" / f"clip_{segment.index:03d}.wav", clip, sr)
-    session = process_session(clips, sr, ChainConfig())
+    session = render_clips(clips, sr, ChainConfig())
     write_audio(folder / "session.wav", session, sr)
     (folder / "plan.json").write_text(plan.to_json())
     audio_s = session.shape[0] / sr
@@ -174,7 +177,7 @@ def render_builtin(folder: Path, plan: Plan) -> Path:
         previous = Continuation(tail, clip.sample_rate, clip.state)
         clips.append(clip.audio)
     write_audio(
-        folder / "session.wav", process_session(clips, engine.sample_rate, ChainConfig()), engine.sample_rate
+        folder / "session.wav", render_clips(clips, engine.sample_rate, ChainConfig()), engine.sample_rate
     )
     (folder / "plan.json").write_text(plan.to_json())
     return folder

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicmed_stream.chain import Crossfader
+from musicmed_stream.chain import ChainConfig
 from musicmed_stream.emotion import load_tag_mapping, nearest_emotion, resolve_state
 from musicmed_stream.errors import ConfigError, UnknownEmotionError
 from musicmed_stream.planner import VA, Plan, PlanSettings, TagStatistics, clip_grid, plan_session, replan
+from musicmed_stream.player.deck import Deck, Label, OfflineOutput
 
 coordinate = st.floats(-1.0, 1.0, allow_nan=False)
 points = st.builds(VA, coordinate, coordinate)
@@ -140,12 +141,17 @@ def test_short_sessions_keep_a_transition_clip():
 
 
 def _crossfaded(durations: list[float], fraction: float, rate: int = 1000) -> tuple[list[float], float]:
-    """Clip starts and total length (s) of clips of ``durations`` joined by the audio chain itself."""
-    fader = Crossfader(1, fraction)
-    for d in durations:
-        fader.push(np.ones((round(d * rate), 1), np.float32))
-    fader.close()
-    return [f / rate for f in fader.clip_starts], fader.pull().shape[0] / rate
+    """Clip starts and total length (s) of clips of ``durations`` joined by the player's deck itself."""
+    chain = ChainConfig(crossfade_fraction=fraction, highpass=False, limiter=False)
+    deck = Deck(rate, 1, chain, block_size=rate)
+    deck.begin()
+    starts = [
+        deck.append(np.ones((round(d * rate), 1), np.float32), Label("clip", n))
+        for n, d in enumerate(durations)
+    ]
+    deck.finish(0.0)
+    audio = np.concatenate(list(OfflineOutput(deck, rate).rest()))
+    return [f / rate for f in starts], audio.shape[0] / rate
 
 
 def test_clip_grid_counts_the_crossfade_overlaps():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from musicmed_stream.errors import ConfigError
 from musicmed_stream.player.ring import RingBuffer
 from musicmed_stream.player.sinks import FileSink, NullSink, SinkError, SinkSettings, open_sink
 
@@ -54,9 +55,11 @@ def test_null_sink_counts_underruns_when_nothing_is_written() -> None:
 
 
 def test_bad_sink_settings_are_clear_errors(tmp_path) -> None:
-    with pytest.raises(SinkError, match=r"\.wav or \.flac"):
-        open_sink(SinkSettings(type="file", file=str(tmp_path / "x.mp3")))
-    with pytest.raises(SinkError, match="speed"):
-        open_sink(SinkSettings(type="null", speed=0))
-    with pytest.raises(SinkError, match="unknown sink type"):
-        open_sink(SinkSettings(type="speaker"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"sink\.file = .*x\.mp3': must end in \.wav or \.flac"):
+        SinkSettings.from_dict({"type": "file", "file": str(tmp_path / "x.mp3")})
+    with pytest.raises(ConfigError, match=r"sink\.speed = 0"):
+        SinkSettings.from_dict({"type": "null", "speed": 0})
+    with pytest.raises(ConfigError, match=r"sink\.type = 'speaker'"):
+        SinkSettings.from_dict({"type": "speaker"})
+    with pytest.raises(SinkError, match="speed"):  # the sink itself refuses too, outside any config
+        open_sink(SinkSettings.model_construct(type="null", speed=0.0))

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicmed_stream.chain import equal_power_gains
-from musicmed_stream.player.timeline import Timeline
+from musicmed_stream.player.timeline import Label, Timeline
 
 
 def ones(frames: int, value: float = 1.0) -> np.ndarray:
@@ -62,9 +62,9 @@ def test_cut_in_fades_the_current_voice_out_and_drops_what_had_not_started() -> 
     timeline.append(ones(1000, 1.0), overlap=0)
     timeline.append(ones(1000, 5.0), overlap=250)  # scheduled at 750, not started yet
     render_all(timeline, 300, [100])
-    new = timeline.cut_in(ones(1000, 2.0), fade=100, tag={"kind": "new"})
+    new = timeline.cut_in(ones(1000, 2.0), fade=100, label=Label("clip", 7))
     assert new.start == 300
-    assert [v.tag for v in timeline.voices] == [{}, {"kind": "new"}]
+    assert [v.label.index for v in timeline.voices] == [-1, 7]
     mixed = render_all(timeline, 1000, [33])[:, 0]
     fade_out, fade_in = (g[:, 0] for g in equal_power_gains(100))
     np.testing.assert_allclose(mixed[:100], fade_out + 2.0 * fade_in, rtol=1e-6)
@@ -90,3 +90,17 @@ def test_a_second_fade_during_a_fade_stays_continuous() -> None:
     out = render_all(timeline, 300, [7])[:, 0]
     assert np.all(np.diff(out) <= 0), "the gain only goes down"
     assert out[0] < 1.0 and out[99] < 0.05 and not out[100:].any()
+
+
+def test_a_clip_in_pieces_plays_as_one_and_crossfades_as_one() -> None:
+    whole, pieces = Timeline(1), Timeline(1)
+    rng = np.random.default_rng(3)
+    first = rng.uniform(-1, 1, (300, 1)).astype(np.float32)
+    second = rng.uniform(-1, 1, (200, 1)).astype(np.float32)
+    whole.append(first, overlap=0)
+    pieces.append(first[:120], overlap=0)
+    pieces.append(first[120:250], overlap=0, label=Label("piece"))
+    pieces.append(first[250:], overlap=0, label=Label("piece"))
+    for timeline in (whole, pieces):
+        timeline.append(second, overlap=80)  # fades the last 80 frames: across two pieces
+    np.testing.assert_array_equal(render_all(pieces, 500, [64]), render_all(whole, 500, [64]))

@@ -1,4 +1,4 @@
-"""Clip-level steps, run once per clip before it is queued: trim, loudness, denoise, tail, resample.
+"""Clip-level steps, run once per clip before it is scheduled: resample, trim, denoise, loudness, tail.
 
 All functions are pure: they take float audio shaped ``(frames, channels)`` (1-D is read as mono)
 and return a new float32 ``(frames, channels)`` array.
@@ -7,6 +7,7 @@ and return a new float32 ``(frames, channels)`` array.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyloudnorm
@@ -210,8 +211,8 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np
     The method lists normalization before denoising; the stationary gate is scale-invariant (its
     thresholds are relative to the clip's own noise floor), so denoising first gives the same
     audio up to gain, and normalizing last makes the clip's loudness exactly the target instead
-    of missing it by what the gate removed (up to 2 LU). Run it once per clip before the clip enters a
-    :class:`~musicmed_stream.chain.Crossfader`.
+    of missing it by what the gate removed (up to 2 LU). Run it once per clip (through
+    :func:`to_output`) before the clip is scheduled.
     """
     data = as_frames(audio)
     if config.trim_silence:  # a view: the steps below make new arrays
@@ -243,6 +244,51 @@ def conditioning_tail(audio: np.ndarray, sample_rate: int, config: ChainConfig) 
     start, stop = sound_bounds(data, sample_rate, config.trim_threshold_db, config.trim_window_ms)
     frames = round(config.tail_seconds * sample_rate)
     return data[max(start, stop - frames) : stop].copy()
+
+
+def match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """``audio`` with ``channels`` channels: mono duplicated, more channels averaged to mono."""
+    data = as_frames(audio)
+    if data.shape[1] == channels:
+        return data
+    if data.shape[1] == 1:
+        return np.repeat(data, channels, axis=1)
+    return np.ascontiguousarray(data.mean(axis=1, keepdims=True), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class OutputClip:
+    """A clip ready to be played: prepared, at the output rate and channel count.
+
+    Attributes
+    ----------
+    audio : np.ndarray
+        float32 ``(frames, channels)``.
+    lead_frames : int
+        Frames of leading silence the trim cut (at the output rate): where the engine's clip time
+        0 lies before ``audio[0]`` (the session MIDI file places the clip's notes with it).
+    """
+
+    audio: np.ndarray
+    lead_frames: int
+
+
+def to_output(
+    audio: np.ndarray, sample_rate: int, rate: int, channels: int, config: ChainConfig
+) -> OutputClip:
+    """An engine's clip as the player takes it: resampled to ``rate`` (soxr), given ``channels``
+    channels, then prepared (:func:`prepare_clip`: trim, denoise, loudness). The loudness is
+    measured in the output's channels: a mono clip at the target becomes 3 LU louder when it is
+    duplicated to stereo afterwards (BS.1770 sums the channels' power).
+
+    The daemon and the render both call this, so a clip sounds the same in both.
+    """
+    data = resample(audio, sample_rate, rate) if sample_rate != rate else as_frames(audio)
+    data = match_channels(data, channels)
+    lead = 0
+    if config.trim_silence:
+        lead, _ = sound_bounds(data, rate, config.trim_threshold_db, config.trim_window_ms)
+    return OutputClip(prepare_clip(data, rate, config), lead)
 
 
 def resample(audio: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") -> np.ndarray:

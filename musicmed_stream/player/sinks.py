@@ -12,13 +12,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import soundfile as sf
+from pydantic import Field, field_validator
 
+from musicmed_stream.bounds import Section
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.player.ring import RingBuffer
 
@@ -32,8 +33,7 @@ class SinkError(MusicMedError):
     """An output that cannot be opened (no audio device, unwritable recording file)."""
 
 
-@dataclass(frozen=True)
-class SinkSettings:
+class SinkSettings(Section):
     """How to open a sink (the ``[sink]`` section of the configuration).
 
     Attributes
@@ -53,15 +53,24 @@ class SinkSettings:
         Pace of the ``file`` and ``null`` sinks relative to real time (e.g. 20 for soak tests).
     """
 
+    section = "sink"
+
     type: SinkType = "sounddevice"
     device: str = ""
-    sample_rate: int = 44100
-    channels: int = 2
-    block_size: int = 1024
-    latency: str | float = "high"
+    sample_rate: Annotated[int, Field(ge=8000, le=384000)] = 44100
+    channels: Annotated[int, Field(ge=1, le=2)] = 2
+    block_size: Annotated[int, Field(ge=16, le=65536)] = 1024
+    latency: Literal["low", "high"] | Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = "high"
     file: str = "musicmed-stream.wav"
     fallback: Literal["none", "file", "null"] = "file"
-    speed: float = 1.0
+    speed: Annotated[float, Field(ge=0.01, le=1000, allow_inf_nan=False)] = 1.0
+
+    @field_validator("file")
+    @classmethod
+    def _audio_file(cls, value: str) -> str:
+        if Path(value).suffix.lower() not in (".wav", ".flac"):
+            raise ValueError("must end in .wav or .flac")
+        return value
 
 
 class Sink(Protocol):
@@ -221,6 +230,48 @@ class FileSink(PacedSink):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class ManualSink:
+    """A sink that plays only when told to (:meth:`pull`): tests and benchmarks step the audio path
+    frame by frame with it, without threads, sleeps or a clock. It keeps what it played."""
+
+    name = "manual"
+    manual = True
+
+    def __init__(self, sample_rate: int, channels: int, block_size: int, keep: bool = True) -> None:
+        self.sample_rate, self.channels, self.block_size = sample_rate, channels, block_size
+        self.keep = keep
+        self.blocks: list[np.ndarray] = []
+        self._counters = _Counters()
+        self._ring: RingBuffer | None = None
+
+    def start(self, ring: RingBuffer) -> None:
+        self._ring = ring
+
+    def stop(self) -> None:
+        self._ring = None
+
+    def pull(self) -> np.ndarray:
+        """Play one block (underruns counted and zero-filled as a device would)."""
+        assert self._ring is not None, "sink not started"
+        block = np.zeros((self.block_size, self.channels), dtype=np.float32)
+        self._counters.pull(self._ring, block)
+        if self.keep:
+            self.blocks.append(block)
+        return block
+
+    def played(self) -> np.ndarray:
+        """Everything played so far, ``(frames, channels)``."""
+        if not self.blocks:
+            return np.zeros((0, self.channels), np.float32)
+        return np.concatenate(self.blocks)
+
+    def counters(self) -> tuple[int, int]:
+        return self._counters.blocks, self._counters.frames
+
+    def healthy(self) -> bool:
+        return self._ring is not None
 
 
 class SoundDeviceSink:

@@ -1,29 +1,44 @@
-"""The playback timeline: prepared clips placed on one frame axis, crossfaded block by block.
+"""The playback timeline: prepared audio placed on one frame axis, crossfaded block by block.
 
-The daemon schedules clips on the timeline and the feeder renders it block by block. Unlike a
-fixed offline crossfade, a transition point can move while the audio plays: a re-target or a
-skip fades the current clip out early under the new one (:meth:`Timeline.cut_in`), a late clip
-is bridged by a looped tail (:meth:`Timeline.append` of a loop), a stop fades everything out
+The :class:`~musicmed_stream.player.deck.Deck` schedules clips on the timeline and renders it block
+by block, live and offline alike. A transition point can move while the audio plays: a re-target
+or a skip fades the current clip out early under the new one (:meth:`Timeline.cut_in`), a late
+clip is bridged by a looped tail (:meth:`Timeline.append` of a loop), a stop fades everything out
 (:meth:`Timeline.fade_all`). Gains are equal-power (sine in, cosine out) and every fade-out is a
 separate multiplicative envelope, so a second fade started mid-fade stays continuous. The curves
-are the chain's (:func:`musicmed_stream.chain.crossfade.equal_power_gains`); the chain's
-:class:`~musicmed_stream.chain.Crossfader` serves the offline render, where transitions never move.
+are the chain's (:func:`musicmed_stream.chain.crossfade.equal_power_gains`). A clip may arrive in
+pieces (a streaming engine's chunks): pieces placed back to back play as one, and a crossfade
+out of the clip fades every piece that sounds in its window.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from musicmed_stream.chain.crossfade import equal_power_gains
 
+VoiceKind = Literal["clip", "piece", "bridge"]
+"""``clip``: a clip's audio (or its first piece); ``piece``: a later piece of a clip that arrives in
+pieces; ``bridge``: audio that stands in for a late clip (a loop, a stand-in clip)."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """What a voice is, for whoever scheduled it: its kind, the segment it belongs to and an
+    opaque ``payload`` of the scheduler's (the timeline and the deck never look inside)."""
+
+    kind: VoiceKind = "clip"
+    index: int = -1
+    payload: Any = None
+
 
 @dataclass(eq=False)
 class Voice:
-    """One clip placed on the timeline.
+    """Audio placed on the timeline.
 
     Attributes
     ----------
@@ -33,8 +48,8 @@ class Voice:
         Timeline frame at which ``audio[0]`` plays.
     fade_in : int
         Frames of the equal-power fade-in from ``start``.
-    tag : dict
-        What the voice is (segment, bridge), for the scheduler.
+    label : Label
+        What the voice is.
     fade_outs : list of (int, int)
         Equal-power fade-outs ``(first_frame, end_frame)``; their gains multiply.
     """
@@ -42,7 +57,7 @@ class Voice:
     audio: np.ndarray
     start: int
     fade_in: int = 0
-    tag: dict[str, Any] = field(default_factory=dict)
+    label: Label = field(default_factory=Label)
     fade_outs: list[tuple[int, int]] = field(default_factory=list)
 
     @property
@@ -91,31 +106,37 @@ class Timeline:
         """Voices that have not started yet, in start order."""
         return sorted((v for v in self.voices if v.start >= self.position), key=lambda v: v.start)
 
-    def append(self, audio: np.ndarray, overlap: int, tag: dict[str, Any] | None = None) -> Voice:
+    def end(self) -> int:
+        """First frame after everything scheduled (the position when nothing is)."""
+        tail = self.tail
+        return max(tail.end, self.position) if tail else self.position
+
+    def append(self, audio: np.ndarray, overlap: int, label: Label | None = None) -> Voice:
         """Schedule ``audio`` after the last voice, crossfading over ``overlap`` frames.
 
-        If the last voice ends sooner than ``overlap`` frames from now, the crossfade starts now
-        and is shorter; if nothing is playing the voice starts now with no fade.
+        Every voice that sounds within the last ``overlap`` frames fades out over them (a clip in
+        pieces fades as one). If the last voice ends sooner than ``overlap`` frames from now, the
+        crossfade starts now and is shorter; if nothing is playing the voice starts now with no
+        fade; ``overlap = 0`` places it right after the last voice (the next piece of a clip).
         """
-        tail = self.tail
-        if tail is None or tail.end <= self.position:
-            voice = Voice(_float32(audio), self.position, 0, tag or {})
-        else:
-            begin = max(tail.end - overlap, self.position)
-            stop = tail.end
-            tail.fade_outs.append((begin, stop))
-            voice = Voice(_float32(audio), begin, stop - begin, tag or {})
+        stop = self.end()
+        begin = max(stop - max(overlap, 0), self.position)
+        if begin < stop:
+            for voice in self.voices:
+                if voice.end > begin:
+                    voice.fade_outs.append((begin, stop))
+        voice = Voice(_float32(audio), begin, stop - begin, label or Label())
         self.voices.append(voice)
         return voice
 
-    def cut_in(self, audio: np.ndarray, fade: int, tag: dict[str, Any] | None = None) -> Voice:
+    def cut_in(self, audio: np.ndarray, fade: int, label: Label | None = None) -> Voice:
         """Start ``audio`` now, fading every playing voice out over ``fade`` frames.
 
         Voices that had not started are dropped (they belonged to the path being replaced).
         """
         self.drop_future()
         self.fade_all(fade)
-        voice = Voice(_float32(audio), self.position, fade if self.voices else 0, tag or {})
+        voice = Voice(_float32(audio), self.position, fade if self.voices else 0, label or Label())
         self.voices.append(voice)
         return voice
 
@@ -126,11 +147,14 @@ class Timeline:
                 voice.fade_outs.append((self.position, self.position + fade))
 
     def fade_tail(self, fade: int) -> None:
-        """Make the last voice end with a fade-out of ``fade`` frames (the end of a session)."""
-        tail = self.tail
-        if tail is not None:
-            begin = max(tail.end - fade, self.position)
-            tail.fade_outs.append((begin, tail.end))
+        """End what is scheduled with a fade-out of ``fade`` frames (the end of a session): every
+        voice sounding in the last ``fade`` frames fades out over them."""
+        stop = self.end()
+        begin = max(stop - fade, self.position)
+        if begin < stop:
+            for voice in self.voices:
+                if voice.end > begin:
+                    voice.fade_outs.append((begin, stop))
 
     def drop_future(self) -> list[Voice]:
         """Remove the voices that have not started, and the crossfades that led into them."""

@@ -1,0 +1,113 @@
+"""The clip-level chain for a clip that is still being generated: piece by piece, as it streams.
+
+A streaming engine (MusicGen) hands over a clip in pieces so that it can start to play before it is
+finished. :func:`~musicmed_stream.chain.to_output` needs the whole clip (the loudness of the whole
+clip, its trailing silence); :class:`ClipStreamer` does what can be done with the audio so far:
+the output's channels (the loudness is measured in them), resampling with soxr's stream
+resampler (no seams), trimming the leading silence, the spectral
+gate on each piece, and a loudness gain measured on everything so far that glides (linearly, over
+a piece) instead of jumping. Trailing silence is not trimmed: nothing tells it from a pause.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import soxr
+
+from musicmed_stream.chain.clip import (
+    denoise,
+    integrated_loudness,
+    match_channels,
+    sound_bounds,
+)
+from musicmed_stream.chain.config import ChainConfig
+
+_SILENCE_LUFS = -70.0
+
+
+class ClipStreamer:
+    """Prepare a clip's pieces as they arrive; the output matches ``rate`` and ``channels``.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Rate of the engine's pieces.
+    rate, channels : int
+        Output rate and channel count.
+    config : ChainConfig
+    """
+
+    def __init__(self, sample_rate: int, rate: int, channels: int, config: ChainConfig) -> None:
+        self.sample_rate, self.rate, self.channels, self.config = sample_rate, rate, channels, config
+        self._resampler: soxr.ResampleStream | None = None
+        self._in_channels = 1
+        self._sounding = not config.trim_silence  # leading silence is cut until the first sound
+        self._heard: list[np.ndarray] = []  # prepared-but-ungained audio so far, for the loudness
+        self._gain: float | None = None
+        self.frames = 0  # frames handed out so far
+
+    def push(self, piece: np.ndarray) -> np.ndarray:
+        """Prepare the next piece; returns float32 ``(frames, channels)`` (possibly empty)."""
+        return self._prepare(self._resample(match_channels(piece, self.channels), last=False))
+
+    def close(self) -> np.ndarray:
+        """The clip is complete: the resampler's remaining output, prepared."""
+        if self._resampler is None:
+            return np.zeros((0, self.channels), np.float32)
+        return self._prepare(self._resample(np.zeros((0, self._in_channels), np.float32), last=True))
+
+    def _resample(self, data: np.ndarray, last: bool) -> np.ndarray:
+        if self.sample_rate == self.rate:
+            return data
+        if self._resampler is None:
+            self._in_channels = data.shape[1]
+            self._resampler = soxr.ResampleStream(
+                self.sample_rate, self.rate, data.shape[1], dtype="float32", quality="HQ"
+            )
+        out = self._resampler.resample_chunk(data, last=last)
+        return np.asarray(out, dtype=np.float32).reshape(-1, data.shape[1])
+
+    def _prepare(self, data: np.ndarray) -> np.ndarray:
+        config = self.config
+        if not self._sounding and data.shape[0]:
+            start, stop = sound_bounds(data, self.rate, config.trim_threshold_db, config.trim_window_ms)
+            if stop == 0:
+                data = data[:0]
+            else:
+                data, self._sounding = data[start:], True
+        if data.shape[0] == 0:
+            return np.zeros((0, self.channels), np.float32)
+        if config.denoise:
+            data = denoise(
+                data,
+                self.rate,
+                stationary=config.denoise_stationary,
+                prop_decrease=config.denoise_prop_decrease,
+                n_fft=config.denoise_n_fft,
+                n_std_thresh=config.denoise_n_std_thresh,
+                freq_smooth_hz=config.denoise_freq_smooth_hz,
+                noise_quantile=config.denoise_noise_quantile,
+            )
+        if config.normalize:
+            data = self._glide(data)
+        self.frames += data.shape[0]
+        return data
+
+    def _glide(self, data: np.ndarray) -> np.ndarray:
+        """Apply the loudness gain measured on everything so far, gliding from the last one."""
+        self._heard.append(data)
+        loudness = integrated_loudness(np.concatenate(self._heard), self.rate)
+        if math.isfinite(loudness) and loudness >= _SILENCE_LUFS:
+            gain_db = min(self.config.target_lufs - loudness, self.config.max_gain_db)
+            target = 10.0 ** (gain_db / 20.0)
+        else:
+            target = self._gain if self._gain is not None else 1.0
+        first = target if self._gain is None else self._gain
+        ramp = np.linspace(first, target, data.shape[0], dtype=np.float32)[:, None]
+        self._gain = target
+        return (data * ramp).astype(np.float32)
+
+
+__all__ = ["ClipStreamer"]
