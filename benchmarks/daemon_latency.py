@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import resource
 import statistics
@@ -26,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from musicmed_stream.engines.registry import create_engine
+from musicmed_stream.app import build_engine
+from musicmed_stream.control.api import StartOptions
+from musicmed_stream.control.events import Event
 from musicmed_stream.player.sinks import NullSink
-from musicmed_stream.service.api import Event, StartOptions
 from musicmed_stream.service.config import Config, load_config
 from musicmed_stream.service.daemon import Daemon
 
@@ -44,16 +44,14 @@ async def wait_event(queue: asyncio.Queue[Event], kind: str, timeout: float, **m
     async def wait() -> Event:
         while True:
             event = await queue.get()
-            if event.type == kind and all(event.data.get(k) == v for k, v in match.items()):
+            if event.type == kind and all(getattr(event.data, k, None) == v for k, v in match.items()):
                 return event
 
     return await asyncio.wait_for(wait(), timeout)
 
 
 def make_daemon(config: Config, engine_name: str, speed: float) -> Daemon:
-    engine = create_engine(
-        engine_name, builtin=config.engine.builtin, musicgen=config.engine.musicgen.engine_options()
-    )
+    engine = build_engine(config.replace(engine=config.engine.replace(name=engine_name)))
     sink = NullSink(config.sink.sample_rate, config.sink.channels, config.sink.block_size, speed=speed)
     return Daemon(config, engine, sink, state_dir=None)
 
@@ -75,7 +73,7 @@ async def latency(config: Config, engine_name: str, repeats: int) -> dict[str, A
             for target in TARGETS:
                 asked = time.perf_counter()
                 result = await daemon.set_target(target)
-                await wait_event(queue, "segment_started", 60, index=result["from_index"])
+                await wait_event(queue, "segment_started", 60, index=result.from_index)
                 retargets.append(time.perf_counter() - asked)
             await daemon.stop(0.1)
         underruns = daemon.sink.counters()[0]
@@ -91,7 +89,7 @@ async def soak(config: Config, engine_name: str, speed: float, minutes: float) -
     (the margin the feeder thread has against a stall is what the soak is about).
     """
     ring = min(config.playback.ring_seconds * speed, 5.0)
-    config = dataclasses.replace(config, playback=dataclasses.replace(config.playback, ring_seconds=ring))
+    config = config.replace(playback=config.playback.replace(ring_seconds=ring))
     daemon = make_daemon(config, engine_name, speed)
     await daemon.start()
     if daemon._warmup is not None:
@@ -99,7 +97,7 @@ async def soak(config: Config, engine_name: str, speed: float, minutes: float) -
     queue = daemon.subscribe()
     counts: dict[str, int] = {}
     wall, cpu = time.perf_counter(), cpu_seconds()
-    feeder_before, frames_before = daemon.block_seconds, daemon.block_frames
+    feeder_before, frames_before = daemon.deck.render_seconds, daemon.deck.render_frames
     info = await daemon.start_session(StartOptions("sad", "calm", minutes=minutes, seed=1))
     ended = None
     while ended is None:
@@ -108,15 +106,15 @@ async def soak(config: Config, engine_name: str, speed: float, minutes: float) -
         if event.type == "session_ended":
             ended = event
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    feeder = daemon.block_seconds - feeder_before
-    audio_s = (daemon.block_frames - frames_before) / daemon.sample_rate
+    feeder = daemon.deck.render_seconds - feeder_before
+    audio_s = (daemon.deck.render_frames - frames_before) / daemon.sample_rate
     underrun_blocks, underrun_frames = daemon.sink.counters()
     await daemon.close(0.05)
     return {
-        "segments_planned": len(info["plan"]["segments"]),
+        "segments_planned": len(info.plan["segments"]),
         "segments_started": counts.get("segment_started", 0),
-        "played_s": ended.data["played_s"],
-        "end_reason": ended.data["reason"],
+        "played_s": ended.data.played_s,
+        "end_reason": ended.data.reason,
         "bridges": counts.get("bridge", 0),
         "errors": counts.get("error", 0),
         "underrun_blocks": underrun_blocks,

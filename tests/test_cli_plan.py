@@ -95,9 +95,9 @@ def test_the_plan_grid_follows_the_chain_config(tmp_path):
 
     config = tmp_path / "config.toml"
     config.write_text("[chain]\ncrossfade_fraction = 0.5\n")
-    args = argparse.Namespace(start="sad", target="calm", minutes=2.0, clip_seconds=20.0, chain_config=None)
+    args = argparse.Namespace(start="sad", target="calm", minutes=2.0, clip_seconds=20.0, config=None)
     assert plan_from_args(args).settings.crossfade_fraction == 0.25  # the chain's default
-    args.chain_config = str(config)
+    args.config = str(config)
     plan = plan_from_args(args)
     # Overlaps of 10 s: a clip every 10 s; 11 clips play 120 s.
     assert plan.settings.crossfade_fraction == 0.5

@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from musicmed_stream.audio_io import read_audio
 from musicmed_stream.control.client import ControlClient, ControlError, DaemonUnreachableError
-from musicmed_stream.control.protocol import EventMessage
+from musicmed_stream.control.protocol import BaseEventMessage as EventMessage
 
 TARGET = (0.8, 0.6)
 MAX_GAP_S = 0.02  # the listener never hears more than a few ms of silence mid-session
@@ -50,8 +50,8 @@ def test_retarget_mid_session_replans_from_the_current_position(tmp_path: Path, 
             async with asyncio.timeout(60):
                 async for event in client.events():
                     events.append(event)
-                    if event.event == "segment_started" and event.data["index"] == 1 and not reply:
-                        heard_at_command = event.data["index"]
+                    if event.event == "segment_started" and event.data.index == 1 and not reply:
+                        heard_at_command = event.data.index
                         reply = await client.set_target(TARGET)
                     if event.event == "session_ended":
                         break
@@ -61,31 +61,31 @@ def test_retarget_mid_session_replans_from_the_current_position(tmp_path: Path, 
     old_plan = first["plan"]
     changed = [e for e in events if e.event == "plan_changed"]
     assert len(changed) == 1
-    from_index = changed[0].data["from_index"]
+    from_index = changed[0].data.from_index
     assert from_index == reply["from_index"]
     # Re-planned from where the listener is: the next segment after the one being heard (or the one
     # after it, if the feeder had already rendered into it).
     assert heard + 1 <= from_index <= heard + 2
-    new_plan = changed[0].data["plan"]
+    new_plan = changed[0].data.plan
     assert (new_plan["target"]["valence"], new_plan["target"]["arousal"]) == pytest.approx(TARGET)
     keep = [(s["valence"], s["arousal"]) for s in new_plan["segments"][:from_index]]
     assert keep == [(s["valence"], s["arousal"]) for s in old_plan["segments"][:from_index]]
 
-    started = [e.data for e in events if e.event == "segment_started"]
+    started = [e.data.model_dump() for e in events if e.event == "segment_started"]
     assert [s["index"] for s in started] == list(range(len(new_plan["segments"])))  # none skipped
     after = [s for s in started if s["index"] >= from_index]
     steps = [distance(s, TARGET) for s in after]
     assert all(b <= a + 1e-9 for a, b in itertools.pairwise(steps)), steps  # toward the target
     assert steps[0] > 0.5 and steps[-1] == pytest.approx(0.0, abs=1e-6)
     ended = [e for e in events if e.event == "session_ended"]
-    assert ended and ended[0].data["reason"] == "finished"
+    assert ended and ended[0].data.reason == "finished"
     assert not [e for e in events if e.event == "underrun"]
 
     # The recording: sound from the first segment to the end, no gap at the re-target cut-in.
     audio, rate = read_audio(tmp_path / "recording.wav")
     assert max(silent_runs(audio, rate), default=0.0) <= MAX_GAP_S
     first_sound, last_sound = sounding_span(audio, rate)
-    expected = ended[0].data["played_s"] - started[0]["start_s"]
+    expected = ended[0].data.played_s - started[0]["start_s"]
     assert last_sound - first_sound == pytest.approx(expected, abs=0.5)
 
 
@@ -193,9 +193,9 @@ def test_serve_subprocess_survives_bad_clients(tmp_path: Path, jamendo_dir: Path
             status = await client.status()
             assert status["state"] == "playing"
             after = await client.wait_for_event(
-                "segment_started", timeout=30, where=lambda e: e.data["index"] > before.data["index"]
+                "segment_started", timeout=30, where=lambda e: e.data.index > before.data.index
             )
-            assert after.data["index"] > before.data["index"]
+            assert after.data.index > before.data.index
 
     try:
         asyncio.run(scenario())

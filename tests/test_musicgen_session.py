@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -51,8 +52,8 @@ def test_rendered_session_continues_every_clip_from_the_previous_tail(tiny_dir, 
 
 
 def test_daemon_plays_a_musicgen_session(tiny_dir, tmp_path):
+    from musicmed_stream.control.api import StartOptions
     from musicmed_stream.player.sinks import FileSink
-    from musicmed_stream.service.api import StartOptions
     from musicmed_stream.service.config import load_config
     from musicmed_stream.service.daemon import Daemon
 
@@ -84,11 +85,67 @@ def test_daemon_plays_a_musicgen_session(tiny_dir, tmp_path):
             await daemon.close(fade_seconds=0.05)
 
     info, events = asyncio.run(main())
-    started = [e.data["index"] for e in events if e.type == "segment_started"]
-    assert started == list(range(len(info["plan"]["segments"])))
-    assert events[-1].data["reason"] == "finished"
+    started = [e.data.index for e in events if e.type == "segment_started"]
+    assert started == list(range(len(info.plan["segments"])))
+    assert events[-1].data.reason == "finished"
     assert not [e for e in events if e.type == "error"]
     audio, rate = sf.read(tmp_path / "played.wav", dtype="float32", always_2d=True)
     assert rate == 32000
-    assert audio.shape[0] >= 0.8 * sum(s["duration_s"] for s in info["plan"]["segments"]) * rate
+    assert audio.shape[0] >= 0.8 * sum(s["duration_s"] for s in info.plan["segments"]) * rate
     assert np.abs(audio).max() > 0
+
+
+class FinishTimes:
+    """The tiny MusicGen engine as it is, noting when each streamed clip is complete (the real
+    engine does all the work; this only watches)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.name, self.sample_rate, self.channels = engine.name, engine.sample_rate, engine.channels
+        self.finished: list[float] = []
+
+    def generate(self, segment, previous, *, seed, cancel=None):
+        return self.engine.generate(segment, previous, seed=seed, cancel=cancel)
+
+    def stream(self, segment, previous, *, seed, cancel=None):
+        yield from self.engine.stream(segment, previous, seed=seed, cancel=cancel)
+        self.finished.append(time.monotonic())
+
+
+def test_the_first_streamed_seconds_play_before_the_clip_is_finished(tiny_dir, tmp_path):
+    from musicmed_stream.control.api import StartOptions
+    from musicmed_stream.player.sinks import ManualSink
+    from musicmed_stream.service.config import load_config
+    from musicmed_stream.service.daemon import Daemon
+
+    engine = FinishTimes(
+        create_engine("musicgen", musicgen={"model": str(tiny_dir), "stream_chunk_seconds": 0.2})
+    )
+    settings = {
+        "session.clip_seconds": 6.0,
+        "session.minutes": 0.1,
+        "service.warmup": False,
+        "session.jamendo": "",
+    }
+    config = load_config(overrides=settings, env={})
+    daemon = Daemon(config, engine, ManualSink(32000, 1, 512), tmp_path / "state")
+
+    async def main():
+        await daemon.start()
+        try:
+            await daemon.start_session(StartOptions("sad", "calm", seed=2))
+            first_sound = None
+            for _ in range(20000):  # play as the audio comes, without waiting for the producer
+                await daemon.play(512 / 32000, wait=False)
+                if first_sound is None and np.abs(daemon.sink.blocks[-1]).max() > 0:
+                    first_sound = time.monotonic()
+                if engine.finished:
+                    break
+                await asyncio.sleep(0.002)
+            return first_sound
+        finally:
+            await daemon.close(fade_seconds=0.05)
+
+    first_sound = asyncio.run(main())
+    assert engine.finished, "the first clip was generated"
+    assert first_sound is not None and first_sound < engine.finished[0], "sound reached the sink first"

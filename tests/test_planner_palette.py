@@ -13,6 +13,7 @@ import pytest
 
 from musicmed_stream.cli.common import add_plan_arguments, plan_from_args
 from musicmed_stream.cli.main import main
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import ConfigError
 from musicmed_stream.planner import (
     Plan,
@@ -26,7 +27,7 @@ from musicmed_stream.planner import (
 )
 from musicmed_stream.planner.orchestration import SKIPPED_INSTRUMENTS, draw, palette_counts
 from musicmed_stream.planner.statistics import JAMENDO_GENRES, JAMENDO_INSTRUMENTS
-from musicmed_stream.planner.types import DEFAULT_EXCLUDE_GENRES, DEFAULT_EXCLUDE_INSTRUMENTS, VA
+from musicmed_stream.planner.types import DEFAULT_EXCLUDE_GENRES, DEFAULT_EXCLUDE_INSTRUMENTS
 from musicmed_stream.service.config import SessionSettings, load_config
 
 HEAVY_ROCK = {"metal", "hardrock", "hard", "punkrock", "grunge"}
@@ -249,7 +250,6 @@ def test_a_bad_flag_name_is_one_line_on_stderr(capsys):
 def render_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_plan_arguments(parser)
-    parser.add_argument("--chain-config")
     return parser.parse_args(["--from", "heavy", "--to", "heavy", "--minutes", "2", *argv])
 
 
@@ -266,7 +266,7 @@ def test_render_takes_the_palette_of_its_config_file_unless_the_flags_say_otherw
         DEFAULT_EXCLUDE_GENRES
     )
     config.write_text('[session]\nexclude_genres = "metal"\n')
-    with pytest.raises(ConfigError, match=r"session\.exclude_genres must be a list of strings"):
+    with pytest.raises(ConfigError, match=r"session\.exclude_genres = 'metal': Input should be a valid list"):
         plan_from_args(render_args("--chain-config", str(config)))
     config.write_text('[session]\nexclude_instruments = ["fuzzbox"]\n')
     with pytest.raises(ConfigError, match="exclude_instruments: 'fuzzbox'"):
@@ -292,7 +292,7 @@ def test_the_config_default_is_the_planner_default_and_can_be_overridden(tmp_pat
 def test_the_daemon_plans_and_replans_within_the_configured_palette(tmp_path, jamendo_dir):
     from test_service_daemon import make_daemon, run_with
 
-    from musicmed_stream.service.api import StartOptions
+    from musicmed_stream.control.api import StartOptions
 
     daemon = make_daemon(
         tmp_path,
@@ -302,18 +302,16 @@ def test_the_daemon_plans_and_replans_within_the_configured_palette(tmp_path, ja
     async def body(d, queue):
         info = await d.start_session(StartOptions("heavy", "heavy"))
         # A reload that puts the default palette back applies to the re-plan.
-        palette = replace(d.config.session, exclude_genres=list(DEFAULT_EXCLUDE_GENRES))
-        d.reconfigure(replace(d.config, session=palette))
+        palette = d.config.session.replace(exclude_genres=list(DEFAULT_EXCLUDE_GENRES))
+        d.reconfigure(d.config.replace(session=palette))
         changed = await d.set_target("heavy")
         await d.stop(0.05)
         return info, changed
 
-    info, changed = run_with(daemon, body)
-    assert {s["genre"] for s in info["plan"]["segments"]} == {"metal"}
-    assert json.loads(json.dumps(info["plan"]["settings"]))["exclude_genres"] == []
-    replanned = changed["plan"]["segments"]
-    start = changed["plan"]["meta"]["replans"][-1]["from_index"]
+    (info, changed), _ = run_with(daemon, body)
+    assert {s["genre"] for s in info.plan["segments"]} == {"metal"}
+    assert json.loads(json.dumps(info.plan["settings"]))["exclude_genres"] == []
+    replanned = changed.plan["segments"]
+    start = changed.plan["meta"]["replans"][-1]["from_index"]
     assert replanned and not {s["genre"] for s in replanned[start:]} & HEAVY_ROCK
-    assert json.loads(json.dumps(changed["plan"]["settings"]))["exclude_genres"] == list(
-        DEFAULT_EXCLUDE_GENRES
-    )
+    assert json.loads(json.dumps(changed.plan["settings"]))["exclude_genres"] == list(DEFAULT_EXCLUDE_GENRES)

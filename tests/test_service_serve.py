@@ -128,7 +128,10 @@ def test_a_killed_daemon_resumes_the_session_at_the_segment_it_was_playing(tmp_p
     [
         (["--config", "bad.toml"], "control.token is required"),
         (["--config", "missing.toml"], "config file missing.toml not found"),
-        (["--sink", "null", "--speed", "0"], "sink.speed = 0.0 is out of range"),
+        (
+            ["--sink", "null", "--speed", "0"],
+            "sink.speed = 0.0: Input should be greater than or equal to 0.01",
+        ),
         (["--sink", "file", "--sink-file", "out.mp3"], "must end in .wav or .flac"),
     ],
 )

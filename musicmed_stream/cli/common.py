@@ -15,6 +15,7 @@ from musicmed_stream.planner import (
     validate_settings,
 )
 from musicmed_stream.planner.types import tag_list
+from musicmed_stream.service.config import Config, load_config
 
 _DEFAULTS = PlanSettings()
 
@@ -65,6 +66,13 @@ def add_plan_arguments(parser: argparse.ArgumentParser, *, require_states: bool 
         help="MTG-Jamendo metadata folder for instrument/genre statistics (default: built-in palette)",
     )
     group.add_argument("--mapping", metavar="FILE", help="mood/theme tag mapping JSON (default: built-in)")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the daemon's TOML configuration (e.g. config.toml): its [session] defaults and palette, "
+        "[chain], [engine] and [playback] apply unless a flag says otherwise",
+    )
+    group.add_argument("--chain-config", dest="config", metavar="FILE", help=argparse.SUPPRESS)
     group.add_argument(
         "--exclude-genres",
         metavar="A,B",
@@ -119,35 +127,52 @@ def mapping_from_args(args: argparse.Namespace) -> TagMapping:
     return load_tag_mapping(getattr(args, "mapping", None))
 
 
-def crossfade_fraction_from_args(args: argparse.Namespace) -> float:
-    """The audio chain's crossfade fraction: from ``--chain-config`` when the command has one (the
-    plan's clip grid must overlap its clips as the chain will), else the chain's default."""
-    from musicmed_stream.chain import ChainConfig
-
-    path = getattr(args, "chain_config", None)
-    if not path:
-        return ChainConfig().crossfade_fraction
-    from musicmed_stream.cli.render import chain_config_from_file
-
-    return chain_config_from_file(path).crossfade_fraction
+def config_from_args(args: argparse.Namespace, overrides: dict[str, object] | None = None) -> Config:
+    """The configuration of ``--config`` (the daemon's config.toml: ``[session]`` defaults,
+    ``[chain]``, ``[engine]``, ``[playback]``; with ``MUSICMED_*`` overrides), else the defaults."""
+    return load_config(getattr(args, "config", None), overrides=overrides)
 
 
-def palette_from_args(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
-    """The clinical palette's exclusion lists of ``--chain-config``'s ``[session]`` table when the
-    command has that flag and the file sets them (a config.toml shared with the daemon), else ``{}``."""
-    path = getattr(args, "chain_config", None)
-    if not path:
-        return {}
-    from musicmed_stream.cli.render import session_palette_from_file
+def base_settings(config: Config, from_file: bool) -> PlanSettings:
+    """Plan settings from ``config``: its ``[session]`` defaults when they come from a file, and
+    always the chain's crossfade (the plan's clip grid overlaps its clips as the deck will) and
+    the clinical palette."""
+    session = config.session
+    base = replace(
+        _DEFAULTS,
+        crossfade_fraction=config.chain.crossfade_fraction,
+        exclude_genres=tuple(session.exclude_genres),
+        exclude_instruments=tuple(session.exclude_instruments),
+    )
+    if not from_file:
+        return base
+    return replace(
+        base,
+        minutes=session.minutes,
+        clip_seconds=session.clip_seconds,
+        path=session.path,
+        temperature=session.temperature,
+        seed=session.seed,
+    )
 
-    return session_palette_from_file(path)
 
+def plan_from_args(
+    args: argparse.Namespace,
+    config: Config | None = None,
+    planning: tuple[TagStatistics, TagMapping] | None = None,
+) -> Plan:
+    """Plan the session the flags of :func:`add_plan_arguments` describe.
 
-def plan_from_args(args: argparse.Namespace, base: PlanSettings = _DEFAULTS) -> Plan:
-    """Plan the session the flags of :func:`add_plan_arguments` describe, on the clip grid of the
-    audio chain's crossfade (:func:`crossfade_fraction_from_args`), within the clinical palette of
-    the flags, else of ``--chain-config``'s ``[session]`` table, else the default."""
-    base = replace(base, crossfade_fraction=crossfade_fraction_from_args(args), **palette_from_args(args))
+    Settings: the flags, else ``--config``'s ``[session]`` table, else the defaults; always on the
+    clip grid of the configured crossfade. Statistics and mapping: ``--jamendo`` / ``--mapping``,
+    else ``planning`` (what :func:`musicmed_stream.app.planning_inputs` found for the config and
+    its engine), else the built-in ones."""
+    from_file = getattr(args, "config", None) is not None
+    config = config or config_from_args(args)
     statistics = statistics_from_args(args)
-    settings = settings_from_args(args, base, statistics)
-    return plan_session(args.start, args.target, settings, statistics, mapping=mapping_from_args(args))
+    mapping = mapping_from_args(args) if getattr(args, "mapping", None) else None
+    if planning is not None:
+        statistics = statistics or planning[0]
+        mapping = mapping or planning[1]
+    settings = settings_from_args(args, base_settings(config, from_file), statistics)
+    return plan_session(args.start, args.target, settings, statistics, mapping=mapping or load_tag_mapping())

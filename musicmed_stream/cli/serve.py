@@ -64,7 +64,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from musicmed_stream.service.api import StartOptions
+    from musicmed_stream.control.api import StartOptions
     from musicmed_stream.service.config import load_config
     from musicmed_stream.service.runner import configure_logging, main_path, serve
 

@@ -1,28 +1,25 @@
-"""The daemon: generate ahead while playing, gaplessly, steered live.
+"""The daemon: a facade over the deck, the producer, the event stream and the session record.
 
-Three activities, each on its own side of a lock-protected boundary:
+Three activities, each on its own side of one boundary, the :class:`~musicmed_stream.player.deck.Deck`:
 
-- the **producer** (an asyncio task) asks the engine for the next clip in a worker thread, prepares
-  it (loudness, denoise: :func:`musicmed_stream.chain.prepare_clip`) and schedules it on the
-  :class:`~musicmed_stream.player.timeline.Timeline`, keeping about ``buffer_seconds`` of audio
-  ahead of the play head;
-- the **feeder** (a thread) renders the timeline block by block (crossfades), runs the stateful
-  high-pass and limiter (:class:`musicmed_stream.chain.BlockProcessor`), volume and pause ramps, and
-  keeps a small :class:`~musicmed_stream.player.ring.RingBuffer` (``ring_seconds``) filled; when
-  the next clip will not be ready in time it bridges with a crossfaded loop of the last clip's end;
+- the **producer** (:mod:`~musicmed_stream.service.producer`, an asyncio task) makes the next clips on
+  the engine thread and schedules them on the deck, about ``playback.buffer_seconds`` ahead;
+- the **feeder** (a thread) calls :meth:`Deck.fill`, which renders blocks into the ring;
 - the **sink** drains the ring (a PortAudio callback, a recording, or nothing) and only copies.
 
-The ring is short on purpose: every change (volume, pause, skip, re-target, stop) is applied at the
-feeder's render position, at most ``ring_seconds`` ahead of what is heard. Events that depend on
-what is heard (``segment_started``, ``session_ended``) are markers on the output frame axis,
-emitted once the sink's read position passes them.
+The ring is short on purpose: every command (volume, pause, skip, re-target, stop) is applied at the
+deck's render position, at most ``playback.ring_seconds`` ahead of what is heard. What depends on
+what is heard (``segment_started``, ``session_ended``) comes from the deck's reports, read by the
+monitor task as the sink's read position passes them. Session commands (start, re-target, skip,
+stop) are serialized by one lock: one session, one producer.
 
 Re-targeting: the rest of the path is re-planned from the segment playing now, clips scheduled for
 the old path are dropped and the clip being generated is cancelled; the first clip of the new path
-is generated at once and cut in at the render position with a short equal-power crossfade
-(``retarget_fade_seconds``) instead of waiting for the current clip to end. The current clip plays
-on (bridged if need be) until then, so the new path is audible one clip-generation time after the
-command, whatever the clip length.
+is made at once (streamed when the engine streams) and cut in with a short crossfade
+(``playback.retarget_fade_seconds``) instead of waiting for the current clip to end.
+
+With a :class:`~musicmed_stream.player.sinks.ManualSink` nothing runs by itself: :meth:`Daemon.play`
+steps the audio path block by block (tests and benchmarks), waiting for the producer in between.
 """
 
 from __future__ import annotations
@@ -30,94 +27,65 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import sys
 import threading
 import time
 import uuid
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from musicmed_stream.audio_io import read_audio, write_audio, write_text_atomic
-from musicmed_stream.chain.clip import conditioning_tail, prepare_clip, resample
-from musicmed_stream.chain.config import ChainConfig
-from musicmed_stream.chain.crossfade import overlap_frames
-from musicmed_stream.engines.base import Continuation, Engine, clip_seed
-from musicmed_stream.errors import GenerationCancelled, MusicMedError
-from musicmed_stream.planner.types import VA, Plan, PlanSettings, Segment
-from musicmed_stream.player.gain import GainRamp
-from musicmed_stream.player.ring import RingBuffer
+from musicmed_stream.chain import to_output
+from musicmed_stream.control.api import Replanned, SessionInfo, StartOptions, State, Status
+from musicmed_stream.control.events import Bridge as BridgeEvent
+from musicmed_stream.control.events import (
+    BufferLevel,
+    Event,
+    EventData,
+    Paused,
+    PlanChanged,
+    Resumed,
+    SegmentStarted,
+    SessionEnded,
+    SessionStarted,
+    Underrun,
+    VolumeChanged,
+)
+from musicmed_stream.control.events import ErrorReport as ErrorEvent
+from musicmed_stream.emotion import TagMapping, load_tag_mapping, resolve_state
+from musicmed_stream.emotion.point import VA
+from musicmed_stream.engines.base import Engine
+from musicmed_stream.errors import MusicMedError
+from musicmed_stream.planner import (
+    PlanSettings,
+    TagStatistics,
+    builtin_palette,
+    load_jamendo_statistics,
+    plan_session,
+    replan,
+    validate_settings,
+)
+from musicmed_stream.player.deck import Bridged, BridgePolicy, Deck, Ended, Heard
 from musicmed_stream.player.sinks import Sink
-from musicmed_stream.player.timeline import Timeline
-from musicmed_stream.service.api import Event, EventType, StartOptions
 from musicmed_stream.service.config import Config, event_log_path
-from musicmed_stream.service.eventlog import EventLog, jsonable
+from musicmed_stream.service.eventlog import EventLog
+from musicmed_stream.service.producer import PlacedClip, Producer, ProducerSettings, Session, extended
+from musicmed_stream.service.state import SessionRecord, StateStore
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "session.json"
 SUBSCRIBER_QUEUE = 256
 MONITOR_PERIOD = 0.02
 SWITCH_INTERVAL = 0.0005  # seconds; see Daemon.start
+WATCHDOG_MIN_S = 60.0  # a producer busy this long (or four clip lengths) while bridges play is restarted
 
 
 class SessionError(MusicMedError):
     """A command that does not fit the daemon's state or has a bad value."""
 
 
-@dataclass(frozen=True)
-class PreparedClip:
-    """A generated and prepared clip, at the sink's sample rate and channel count."""
-
-    audio: np.ndarray
-    segment: Segment
-    used: Continuation | None
-    next: Continuation
-    generate_s: float
-
-
-@dataclass
-class Session:
-    """One running session; fields marked (lock) are shared with the feeder thread."""
-
-    session_id: str
-    plan: Plan
-    options: dict[str, Any]
-    seed: int
-    on_end: str
-    next_index: int
-    previous: Continuation | None
-    timeline_start: int
-    generation: int = 0  # bumped by re-target/skip: results of older generations are discarded
-    cancel: threading.Event | None = None
-    cut_fade_s: float | None = None  # (lock) cut the next clip in with this fade instead of appending
-    final: bool = False  # (lock) no more clips will come: do not bridge, end when the timeline is empty
-    end_reason: str = "finished"
-    end_marked: bool = False  # (lock)
-    flush_blocks: int = 1  # (lock) blocks to process after the last clip
-    current: dict[str, Any] | None = None  # tag of the clip the sink is playing
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    producer: asyncio.Task[None] | None = None
-
-
-@dataclass(frozen=True)
-class Marker:
-    """Something to announce once the sink has played up to ``frame``."""
-
-    frame: int
-    kind: str  # "voice" | "end"
-    tag: dict[str, Any] = field(default_factory=dict)
-    timeline_frame: int = 0  # where the voice starts on the timeline
-
-
 class Daemon:
-    """The music-medicine daemon; implements :class:`~musicmed_stream.service.api.SessionController`.
+    """The music-medicine daemon; implements :class:`~musicmed_stream.control.api.SessionController`.
 
     Parameters
     ----------
@@ -128,82 +96,93 @@ class Daemon:
     sink : Sink
         Output, started by :meth:`start`.
     state_dir : Path, optional
-        Where the session state is persisted for crash recovery; ``None`` disables it. A relative
+        Where the session is saved for crash recovery; ``None`` disables it. A relative
         ``service.event_log`` is written there.
+    statistics : TagStatistics, optional
+        Instrument and genre statistics for the planner (default: ``session.jamendo``, else the
+        built-in palette); an adapter's own, when the wiring has one.
+    mapping : TagMapping, optional
+        Mood-tag mapping (default: ``session.mapping``, else the built-in one).
+    fallback : callable, optional
+        Makes the built-in engine that covers for a failing or slow main engine.
     """
 
-    def __init__(self, config: Config, engine: Engine, sink: Sink, state_dir: Path | None = None) -> None:
-        from musicmed_stream.chain import BlockProcessor
-
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        sink: Sink,
+        state_dir: Path | None = None,
+        *,
+        statistics: TagStatistics | None = None,
+        mapping: TagMapping | None = None,
+        fallback: Any = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.sink = sink
         self.state_dir = state_dir
         self.sample_rate = sink.sample_rate
-        self.channels = sink.channels
-        self.block_size = sink.block_size
-        self.chain_config = ChainConfig.from_dict(config.chain)
-        self._processor = BlockProcessor(self.sample_rate, self.channels, self.chain_config)
-        ring_frames = max(int(config.playback.ring_seconds * self.sample_rate), 2 * self.block_size)
-        self.ring = RingBuffer(ring_frames, self.channels)
-        self.timeline = Timeline(self.channels)
-        self._lock = threading.Lock()
         playback = config.playback
-        self._volume = GainRamp(playback.volume, int(playback.volume_ramp_seconds * self.sample_rate))
-        self._pause = GainRamp(1.0, int(playback.pause_ramp_seconds * self.sample_rate))
-        self._paused = False
-        self._flush_silence = False
+        self.deck = Deck(
+            sink.sample_rate,
+            sink.channels,
+            config.chain,
+            block_size=sink.block_size,
+            ring_seconds=playback.ring_seconds,
+            volume=min(playback.volume, playback.max_volume),
+            volume_ramp_s=playback.volume_ramp_seconds,
+            pause_ramp_s=playback.pause_ramp_seconds,
+            bridge=BridgePolicy(playback.bridge_seconds, playback.bridge_fade_seconds),
+        )
+        self._fallback_engine: Engine | None = None
+        self._make_fallback = fallback
+        self.producer = Producer(
+            engine,
+            self.deck,
+            config.chain,
+            _producer_settings(config),
+            self._emit,
+            fallback=self._fallback if engine.name != "builtin" else None,
+        )
+        self._statistics = statistics
+        self._mapping = mapping
+        self._fixed_planning = statistics is not None, mapping is not None
         self._session: Session | None = None
-        self._markers: deque[Marker] = deque()
-        self._output_frames = 0  # frames the feeder has written to the ring
-        # (output frames written, timeline position) after each block, to map the sink's read
-        # position back to the timeline (appended by the feeder, trimmed by the event loop)
-        self._heard: deque[tuple[int, int]] = deque([(0, 0)])
+        self._lifecycle = asyncio.Lock()
         self._subscribers: list[asyncio.Queue[Event]] = []
-        self._engine_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
-        # A slow main engine (MusicGen) may be bridged by built-in clips, made on their own thread.
-        self._bridge_engine: Engine | None = None
-        self._bridge_pool: ThreadPoolExecutor | None = None
-        if config.playback.bridge == "builtin" and engine.name != "builtin":
-            from musicmed_stream.engines.registry import create_engine
-
-            self._bridge_engine = create_engine("builtin", builtin=config.engine.builtin)
-            self._bridge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-engine")
-        self._io_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
+        self._store = StateStore(state_dir) if state_dir is not None else None
+        self._event_log: EventLog | None = None
         self._closing = threading.Event()
         self._feeder: threading.Thread | None = None
         self._monitor: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warmup: asyncio.Future[None] | None = None
         self._switch_interval = sys.getswitchinterval()
         self._underruns = (0, 0)
-        self._statistics: Any = None
-        self._warmup: asyncio.Future[None] | None = None
-        self._mapping: Any = None
-        self._event_log: EventLog | None = None
-        self.block_seconds = 0.0  # time spent in the block path (feeder), for the benchmark
-        self.block_frames = 0
+        self._last_level = 0  # output frame of the last buffer_level event
+        self._manual = bool(getattr(sink, "manual", False))
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the feeder, the sink and the monitor; resume a persisted session if configured."""
-        self._loop = asyncio.get_running_loop()
+        """Start the feeder, the sink and the monitor; resume a saved session if configured."""
         log_path = event_log_path(self.config, self.state_dir)
         if log_path is not None:
             self._event_log = EventLog(log_path)
             log.info("event log: %s", log_path)
-        # The feeder releases the GIL at every numpy call; with the default 5-ms switch interval
-        # a busy engine thread would keep it that long each time (tens of ms per block).
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
-        self._feeder = threading.Thread(target=self._feed, name="feeder", daemon=True)
-        self._feeder.start()
-        await asyncio.to_thread(self.sink.start, self.ring)
-        self._monitor = asyncio.create_task(self._watch(), name="monitor")
-        await self._load_statistics()  # once, so that starting a session does not wait for it
+        await asyncio.to_thread(self.sink.start, self.deck.ring)
+        if not self._manual:
+            # The feeder releases the GIL at every numpy call; with the default 5-ms switch
+            # interval a busy engine thread would keep it that long each time.
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
+            self._feeder = threading.Thread(target=self._feed, name="feeder", daemon=True)
+            self._feeder.start()
+            self._monitor = asyncio.create_task(self._watch(), name="monitor")
+        await self._planning()  # once, so that starting a session does not wait for it
         if self.config.service.warmup:
-            self._warmup = asyncio.get_running_loop().run_in_executor(self._engine_pool, self._warm_up)
-        if self.state_dir is not None and self.config.service.resume:
+            self._warmup = asyncio.get_running_loop().run_in_executor(None, self._warm_up)
+        if self._store is not None and self.config.service.resume:
             await self._resume_saved()
 
     async def close(self, fade_seconds: float | None = None) -> None:
@@ -215,182 +194,158 @@ class Daemon:
                 await self._monitor
         await asyncio.to_thread(self.sink.stop)  # before the feeder, so that nothing underruns
         self._closing.set()
+        self.deck.ring.writable.set()
         if self._feeder is not None:
             await asyncio.to_thread(self._feeder.join)
-        self._engine_pool.shutdown(wait=False, cancel_futures=True)
-        if self._bridge_pool is not None:
-            self._bridge_pool.shutdown(wait=False, cancel_futures=True)
-        self._io_pool.shutdown(wait=True)
+        self.producer.close()
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
         if self._event_log is not None:
             await asyncio.to_thread(self._event_log.close)
-        sys.setswitchinterval(self._switch_interval)
+        if not self._manual:
+            sys.setswitchinterval(self._switch_interval)
 
     def healthy(self) -> bool:
         """Whether the audio path (feeder, sink) and the monitor are alive (for the watchdog: an
         unhealthy daemon stops pinging and systemd restarts it)."""
+        if self._manual:
+            return self.sink.healthy()
         feeder_ok = self._feeder is not None and self._feeder.is_alive()
         monitor_ok = self._monitor is not None and not self._monitor.done()
         return feeder_ok and monitor_ok and self.sink.healthy()
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration: session defaults, fades, buffering and volume."""
-        if config.session.mapping != self.config.session.mapping:
+        mapping_fixed, statistics_fixed = self._fixed_planning[1], self._fixed_planning[0]
+        if config.session.mapping != self.config.session.mapping and not mapping_fixed:
             self._mapping = None  # reloaded on next use
-        if config.session.jamendo != self.config.session.jamendo:
+        if config.session.jamendo != self.config.session.jamendo and not statistics_fixed:
             self._statistics = None
-        self.config = dataclasses.replace(self.config, session=config.session, playback=config.playback)
-        self._volume.set(config.playback.volume)
+        self.config = self.config.replace(session=config.session, playback=config.playback)
+        self.producer.settings = _producer_settings(self.config)
+        self.deck.set_volume(min(self.deck.volume, config.playback.max_volume))
 
     # ------------------------------------------------------------------ SessionController
 
-    async def start_session(self, options: StartOptions) -> dict[str, Any]:
+    async def start_session(self, options: StartOptions) -> SessionInfo:
         """Plan a session from ``options`` (``None`` fields: configured defaults) and start it."""
         defaults = self.config.session
-        start_va, start_label = self._resolve(options.start or defaults.start, "start")
-        target_va, target_label = self._resolve(options.target or defaults.target, "target")
+        statistics, mapping = await self._planning()
+        start_va, start_label = self._resolve(options.start, "start", mapping)
+        target_va, target_label = self._resolve(options.target, "target", mapping)
         settings = PlanSettings(
             minutes=_pick(options.minutes, defaults.minutes),
             clip_seconds=_pick(options.clip_seconds, defaults.clip_seconds),
-            path=_pick(options.path, defaults.path),  # type: ignore[arg-type]
+            path=_pick(options.path, defaults.path),
             temperature=_pick(options.temperature, defaults.temperature),
             seed=_pick(options.seed, defaults.seed),
-            crossfade_fraction=self.chain_config.crossfade_fraction,  # the clip grid the timeline plays
+            crossfade_fraction=self.config.chain.crossfade_fraction,  # the clip grid the deck plays
             exclude_genres=tuple(defaults.exclude_genres),  # the clinical palette (docs/planner.md)
             exclude_instruments=tuple(defaults.exclude_instruments),
         )
-        _check_settings(settings)
-        statistics = await self._load_statistics()
-        from musicmed_stream.planner import plan_session
-
-        plan = plan_session(start_va, target_va, settings, statistics, mapping=self._tag_mapping())
+        try:
+            validate_settings(settings, statistics)
+        except MusicMedError as exc:
+            raise SessionError(str(exc)) from None
+        plan = plan_session(start_va, target_va, settings, statistics, mapping=mapping)
         plan = dataclasses.replace(plan, start_label=start_label, target_label=target_label)
-        await self.stop(self.config.playback.skip_fade_seconds)
-        session = Session(
-            session_id=uuid.uuid4().hex[:12],
-            plan=plan,
-            options=dataclasses.asdict(options),
-            seed=settings.seed,
-            on_end=defaults.on_end,
-            next_index=0,
-            previous=None,
-            timeline_start=0,
-        )
-        self._begin(session)
-        return {"session_id": session.session_id, "plan": plan.to_dict()}
+        async with self._lifecycle:
+            await self._stop(self.config.playback.skip_fade_seconds)
+            session = Session(
+                session_id=uuid.uuid4().hex[:12], plan=plan, seed=settings.seed, on_end=defaults.on_end
+            )
+            self._begin(session)
+        return SessionInfo(session.session_id, plan.to_dict())
 
-    async def set_target(self, target: str) -> dict[str, Any]:
+    async def set_target(self, target: State) -> Replanned:
         """Re-plan the rest of the session toward ``target`` from where the listener is now."""
-        session = self._require_session()
-        target_va, label = self._resolve(target, "target")
-        from musicmed_stream.planner import replan
-
-        with self._lock:
-            current = self._timeline_current(session)
-            from_index = 0 if current is None else current["index"] + 1
-            position = session.plan.start if current is None else current["segment"].va
-            previous = None if current is None else current["next"]
-        statistics = await self._load_statistics()
-        extended = _extended(session.plan, from_index)
-        # The clinical palette as configured now (a SIGHUP that changes it applies to re-plans).
-        palette = {
-            k: tuple(getattr(self.config.session, k)) for k in ("exclude_genres", "exclude_instruments")
-        }
-        extended = dataclasses.replace(extended, settings=dataclasses.replace(extended.settings, **palette))
-        plan = replan(extended, from_index, position, target_va, statistics, mapping=self._tag_mapping())
-        plan = dataclasses.replace(plan, target_label=label)
-        with self._lock:
-            self.timeline.drop_future()
+        statistics, mapping = await self._planning()
+        target_va, label = self._resolve(target, "target", mapping)
+        async with self._lifecycle:
+            session = self._require_session()
+            placed = self._playing(session)
+            from_index = 0 if placed is None else placed.segment.index + 1
+            position = session.plan.start if placed is None else placed.segment.va
+            plan = extended(session.plan, from_index)
+            # The clinical palette as configured now (a SIGHUP that changes it applies to re-plans).
+            palette = {
+                k: tuple(getattr(self.config.session, k)) for k in ("exclude_genres", "exclude_instruments")
+            }
+            plan = dataclasses.replace(plan, settings=dataclasses.replace(plan.settings, **palette))
+            plan = replan(plan, from_index, position, target_va, statistics, mapping=mapping)
+            plan = dataclasses.replace(plan, target_label=label)
+            session.halt()
+            self.deck.drop_future()
+            self.deck.reopen()
             session.plan = plan
             session.next_index = from_index
-            session.previous = previous
-            session.generation += 1
+            session.previous = None if placed is None else placed.next
             session.cut_fade_s = self.config.playback.retarget_fade_seconds
             session.final = False
-            if session.cancel is not None:
-                session.cancel.set()
+            self._ensure_producer(session)
+            session.wake.set()
         log.info("re-targeted to %s from segment %d", label, from_index)
-        self._emit("plan_changed", {"from_index": from_index, "plan": plan.to_dict(), "reason": "target"})
-        return {"from_index": from_index, "plan": plan.to_dict()}
+        self._emit(PlanChanged(from_index=from_index, plan=plan.to_dict(), reason="target"))
+        return Replanned(from_index, plan.to_dict())
 
     async def pause(self) -> None:
         self._require_session()
-        with self._lock:
-            if self._paused:
-                return
-            self._paused = True
-            self._pause.set(0.0)
-        self._emit("paused", {})
+        if self.deck.pause():
+            self._emit(Paused())
 
     async def resume(self) -> None:
         self._require_session()
-        with self._lock:
-            if not self._paused:
-                return
-            self._paused = False
-            self._pause.set(1.0)
-        self._emit("resumed", {})
+        if self.deck.resume():
+            self._emit(Resumed())
 
     async def skip(self) -> None:
         """Crossfade into the next segment now (or as soon as its clip is ready)."""
-        session = self._require_session()
-        fade = self._frames(self.config.playback.skip_fade_seconds)
-        with self._lock:
-            future = [v for v in self.timeline.drop_future() if v.tag.get("kind") == "clip"]
-            if not future:
+        async with self._lifecycle:
+            session = self._require_session()
+            if not self.deck.skip(self.config.playback.skip_fade_seconds):
                 session.cut_fade_s = self.config.playback.skip_fade_seconds
-                return
-            self.timeline.cut_in(future[0].audio, fade, future[0].tag)
-            for voice in future[1:]:
-                self.timeline.append(voice.audio, self._overlap(voice.audio), voice.tag)
+                session.wake.set()
 
     async def stop(self, fade_seconds: float | None = None) -> None:
         """Fade the session out over ``fade_seconds`` (default from config) and end it."""
-        session = self._session
-        if session is None:
-            return
-        fade = self.config.playback.fade_seconds if fade_seconds is None else fade_seconds
-        if not 0 <= fade <= 60:
-            raise SessionError(f"fade_seconds must be within 0..60, got {fade}")
-        self._halt_producer(session)
-        with self._lock:
-            if not session.final or session.end_reason != "stopped":
-                session.end_reason = "stopped"
-                session.final = True
-                if self._paused:  # nothing to fade: the listener hears silence already
-                    self.timeline.clear()
-                    self._paused = False
-                else:
-                    self.timeline.fade_all(max(self._frames(fade), 1))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.ended.wait(), timeout=fade + 5.0)
+        async with self._lifecycle:
+            await self._stop(fade_seconds)
 
-    async def set_volume(self, volume: float) -> None:
+    async def set_volume(self, volume: float) -> float:
+        """Set the output volume (capped at ``playback.max_volume``); returns the volume in effect."""
         if isinstance(volume, bool) or not isinstance(volume, int | float) or not 0.0 <= volume <= 1.0:
             raise SessionError(f"volume must be within 0..1, got {volume!r}")
-        self._volume.set(float(volume))
-        self._emit("volume", {"volume": float(volume)})
+        effective = min(float(volume), self.config.playback.max_volume)
+        self.deck.set_volume(effective)
+        self._emit(VolumeChanged(volume=effective))
+        return effective
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         session = self._session
-        base = {"volume": self._volume.target, "buffer_s": self.buffer_seconds()}
+        common = {"volume": self.deck.volume, "buffer_s": self.deck.buffered_seconds()}
         if session is None:
-            none = dict.fromkeys(("session_id", "segment_index", "valence", "arousal", "emotion", "prompt"))
-            return {"state": "idle", **none, "played_s": 0.0, "plan": None, **base}
-        current = session.current
-        segment: Segment | None = current["segment"] if current else None
-        state = "stopping" if session.end_reason == "stopped" else "paused" if self._paused else "playing"
-        return {
-            "state": state,
-            "session_id": session.session_id,
-            "segment_index": segment.index if segment else None,
-            "valence": segment.valence if segment else None,
-            "arousal": segment.arousal if segment else None,
-            "emotion": segment.emotion if segment else None,
-            "prompt": segment.prompt if segment else None,
-            "played_s": self.played_seconds(),
-            "plan": session.plan.to_dict(),
-            **base,
-        }
+            return Status(state="idle", **common)
+        placed = session.current
+        segment = placed.segment if placed else None
+        stopping = session.final and session.end_reason == "stopped"
+        played, total = self.played_seconds(), session.plan.duration_s
+        tags = {k: getattr(segment, k) if segment else None for k in ("valence", "arousal", "emotion")}
+        tags |= {k: getattr(segment, k) if segment else None for k in ("mood", "instrument", "genre")}
+        return Status(
+            state="stopping" if stopping else "paused" if self.deck.paused else "playing",
+            session_id=session.session_id,
+            segment_index=segment.index if segment else None,
+            segment_count=len(session.plan.segments),
+            prompt=segment.prompt if segment else None,
+            start_label=session.plan.start_label,
+            target_label=session.plan.target_label,
+            played_s=played,
+            total_s=total,
+            remaining_s=max(total - played, 0.0),
+            plan=session.plan.to_dict(),
+            **tags,
+            **common,
+        )
 
     def subscribe(self) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
@@ -403,37 +358,41 @@ class Daemon:
 
     # ------------------------------------------------------------------ measurements
 
-    def buffer_seconds(self) -> float:
-        """Audio ready ahead of the play head: scheduled on the timeline plus queued in the ring."""
-        return (self.timeline.ahead() + self.ring.available()) / self.sample_rate
-
     def played_seconds(self) -> float:
         """Session audio the sink has played (pauses excluded), to a block."""
-        session = self._session
-        if session is None:
+        if self._session is None:
             return 0.0
-        return max(self._play_head() - session.timeline_start, 0) / self.sample_rate
+        return self.deck.played_frames(self.deck.ring.frames_read) / self.sample_rate
 
-    def _play_head(self) -> int:
-        """Timeline frame the sink has played up to: the last block checkpoint it has passed."""
-        heard, read = self._heard, self.ring.frames_read
-        while len(heard) > 1 and heard[1][0] <= read:
-            heard.popleft()
-        return heard[0][1]
+    # ------------------------------------------------------------------ stepping (manual sink)
+
+    async def settled(self) -> None:
+        """Wait until the producer has nothing to do."""
+        session = self._session
+        if session is not None:
+            await self.producer.settled(session)
+
+    async def play(self, seconds: float, *, wait: bool = True) -> None:
+        """Play ``seconds`` of output through a :class:`~musicmed_stream.player.sinks.ManualSink`,
+        block by block; with ``wait`` the producer catches up before every block (no bridges, no
+        underruns: the engine is as fast as the audio needs)."""
+        pull = self.sink.pull  # type: ignore[attr-defined]
+        frames = round(seconds * self.sample_rate)
+        done = 0
+        while done < frames:
+            if wait:
+                await self.settled()
+            self.deck.fill()
+            done += pull().shape[0]
+            self._poll()
+            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ session internals
 
     def _begin(self, session: Session) -> None:
-        with self._lock:
-            # Only silence is queued when nothing played: the first clip may skip the queue.
-            self._flush_silence = self._session is None and not self.timeline.voices
-            self.timeline.clear()
-            self._processor.reset()  # same seed, same samples: no filter state from an earlier session
-            session.timeline_start = self.timeline.position
-            session.flush_blocks = -(-self._processor.latency // self.block_size) + 1
-            self._paused = False
-            self._pause.set(1.0)
-            self._session = session
+        self.deck.begin()
+        self._session = session
+        self._last_level = self.deck.output_frames
         plan = session.plan
         log.info(
             "session %s: %s -> %s, %d segments",
@@ -442,8 +401,33 @@ class Daemon:
             plan.target_label,
             len(plan.segments),
         )
-        self._emit("session_started", {"session_id": session.session_id, "plan": plan.to_dict()})
-        session.producer = asyncio.create_task(self._produce(session), name=f"producer-{session.session_id}")
+        self._emit(SessionStarted(session_id=session.session_id, plan=plan.to_dict()))
+        self.producer.start(session)
+
+    async def _stop(self, fade_seconds: float | None) -> None:
+        """End the session with a fade (lifecycle lock held)."""
+        session = self._session
+        if session is None:
+            return
+        fade = self.config.playback.fade_seconds if fade_seconds is None else fade_seconds
+        if not 0 <= fade <= 60:
+            raise SessionError(f"fade_seconds must be within 0..60, got {fade}")
+        self._halt_producer(session)
+        if session.end_reason != "stopped":
+            session.end_reason = "stopped"
+            session.final = True
+            self.deck.fade_out(fade)
+        if self._manual:  # step the audio through the fade (bounded: a fade is at most a minute)
+            for _ in range(round((fade + 5.0) * self.sample_rate / self.sink.block_size)):
+                if session.ended.is_set():
+                    return
+                await self.play(self.sink.block_size / self.sample_rate, wait=False)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.ended.wait(), timeout=fade + 5.0)
+        if not session.ended.is_set():  # the sink is stuck: end it here
+            log.warning("session %s did not fade out in time; ending it", session.session_id)
+            self.deck.stop()
+            self._end_session(session)
 
     def _require_session(self) -> Session:
         session = self._session
@@ -452,379 +436,196 @@ class Daemon:
         return session
 
     def _halt_producer(self, session: Session) -> None:
-        session.generation += 1
-        if session.cancel is not None:
-            session.cancel.set()
-        if session.producer is not None:
-            session.producer.cancel()
+        session.halt()
+        if session.task is not None:
+            session.task.cancel()
 
-    def _tag_mapping(self) -> Any:
-        """The configured tag mapping (``session.mapping``, else the built-in one), loaded once: it
-        resolves the states and gives every planned clip its mood tag."""
+    def _ensure_producer(self, session: Session) -> None:
+        """(Re)start the producer if it is not running (it never returns by itself)."""
+        if session.task is None or session.task.done():
+            if session.task is not None and not session.task.cancelled() and session.task.exception():
+                log.error("producer of session %s failed: %s", session.session_id, session.task.exception())
+            self.producer.start(session)
+
+    def _playing(self, session: Session) -> PlacedClip | None:
+        """The clip at the deck's render position (else the one heard): where a re-plan starts."""
+        label = self.deck.playing("clip")
+        if label is not None and isinstance(label.payload, PlacedClip):
+            return label.payload
+        return session.current
+
+    async def _planning(self) -> tuple[TagStatistics, TagMapping]:
+        """The planner's statistics and tag mapping, loaded once."""
         if self._mapping is None:
-            from musicmed_stream.emotion import load_tag_mapping
-
             self._mapping = load_tag_mapping(self.config.session.mapping or None)
-        return self._mapping
-
-    def _resolve(self, spec: str, what: str) -> tuple[VA, str]:
-        from musicmed_stream.emotion import resolve_state
-
-        if not isinstance(spec, str):
-            raise SessionError(f"{what} must be an emotion name, a mood tag or 'valence,arousal'")
-        return resolve_state(spec, mapping=self._tag_mapping())
-
-    async def _load_statistics(self) -> Any:
         if self._statistics is None:
-            from musicmed_stream.planner.statistics import builtin_palette, load_jamendo_statistics
-
             folder = self.config.session.jamendo
-            if folder and Path(folder).is_dir():
+            if folder and Path(folder).expanduser().is_dir():
                 self._statistics = await asyncio.to_thread(load_jamendo_statistics, folder)
             else:
                 log.info("MTG-Jamendo metadata not found at %r: planning with the built-in palette", folder)
                 self._statistics = builtin_palette()
-        return self._statistics
+        return self._statistics, self._mapping
 
-    def _segment_for(self, session: Session, index: int) -> Segment | None:
-        """Segment ``index`` of the plan; past the end, the target held (``on_end = "hold"``)."""
-        segments = session.plan.segments
-        if index < len(segments):
-            return segments[index]
-        if session.on_end != "hold" or not segments:
-            return None
-        return _hold_segment(segments[-1], index, session.plan.settings.crossfade_fraction)
+    def _resolve(self, spec: State, what: str, mapping: TagMapping) -> tuple[VA, str]:
+        if not isinstance(spec, str | VA):
+            raise SessionError(f"{what} must be an emotion name, a mood tag or a point")
+        try:
+            return resolve_state(spec, mapping=mapping)
+        except MusicMedError as exc:
+            raise SessionError(str(exc)) from None
 
-    async def _produce(self, session: Session) -> None:
-        """Generate and schedule clips until the plan is done or the session is stopped."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wait_for_room(session)
-            with self._lock:
-                generation, index, previous = session.generation, session.next_index, session.previous
-            segment = self._segment_for(session, index)
-            if segment is None:  # the plan is done (its last clip may have failed: end on the bridge)
-                with self._lock:
-                    if generation == session.generation:
-                        if not session.final:
-                            self.timeline.fade_tail(self._frames(self.config.playback.fade_seconds))
-                            session.final = True
-                        return
-                continue
-            cancel = threading.Event()
-            session.cancel = cancel
-            seed = clip_seed(session.seed, index)
-            try:
-                pending = loop.run_in_executor(
-                    self._engine_pool, self._make_clip, segment, previous, seed, cancel
-                )
-                if self._bridge_engine is not None:
-                    await self._bridge_with_builtin(session, generation, pending, segment, seed)
-                clip = await pending
-            except GenerationCancelled:
-                continue
-            except Exception as exc:
-                if generation != session.generation:
-                    continue
-                log.warning(
-                    "engine failed on segment %d: %s", index, exc, exc_info=not isinstance(exc, MusicMedError)
-                )
-                self._emit("error", {"message": str(exc), "where": f"engine, segment {index}"})
-                with self._lock:
-                    if generation == session.generation:
-                        session.next_index = index + 1
-                        self._bridge(session, f"engine error on segment {index}")
-                continue
-            with self._lock:
-                if generation != session.generation:
-                    continue
-                self._schedule(session, clip)
-                session.next_index = index + 1
-                session.previous = clip.next
-            log.debug("segment %d ready in %.2f s", index, clip.generate_s)
+    def _fallback(self) -> Engine:
+        if self._fallback_engine is None:
+            if self._make_fallback is not None:
+                self._fallback_engine = self._make_fallback()
+            else:
+                from musicmed_stream.engines.builtin import BuiltinEngine
 
-    async def _bridge_with_builtin(
-        self,
-        session: Session,
-        generation: int,
-        pending: asyncio.Future[PreparedClip],
-        segment: Segment,
-        seed: int,
-    ) -> None:
-        """While the main engine works on ``segment``, have the built-in engine make a clip of the
-        same segment once the audio ahead runs low, and play it until the main clip is ready."""
-        assert self._bridge_pool is not None
-        loop = asyncio.get_running_loop()
-        low = self._frames(max(2 * self.config.playback.bridge_seconds, 10.0))
-        bridge: asyncio.Future[PreparedClip] | None = None
-        while not pending.done():
-            await asyncio.wait([pending, *([bridge] if bridge else [])], timeout=0.1)
-            if generation != session.generation:
-                return
-            if bridge is None and self.timeline.ahead() < low:
-                bridge = loop.run_in_executor(
-                    self._bridge_pool,
-                    self._make_clip,
-                    segment,
-                    None,
-                    seed,
-                    threading.Event(),
-                    self._bridge_engine,
-                )
-            elif bridge is not None and bridge.done() and not pending.done():
-                self._schedule_builtin_bridge(session, generation, bridge)
-                return
-
-    def _schedule_builtin_bridge(
-        self, session: Session, generation: int, bridge: asyncio.Future[PreparedClip]
-    ) -> None:
-        """Play a finished built-in stand-in clip after what is scheduled."""
-        if bridge.exception() is not None:
-            log.warning("built-in bridge clip failed: %s", bridge.exception())
-            return
-        clip = bridge.result()
-        tag = {"kind": "bridge", "engine": "builtin", "index": clip.segment.index, "loop": clip.audio}
-        with self._lock:
-            if generation != session.generation:
-                return
-            self.timeline.append(clip.audio, self._overlap(clip.audio), tag)
-        seconds = clip.audio.shape[0] / self.sample_rate
-        reason = f"built-in clip while the {self.engine.name} engine is late"
-        self._emit("bridge", {"index": clip.segment.index, "seconds": seconds, "reason": reason})
-
-    async def _wait_for_room(self, session: Session) -> None:
-        limit = self.config.playback.buffer_seconds * self.sample_rate
-        while session.cut_fade_s is None and self.timeline.ahead() > limit:
-            await asyncio.sleep(0.05)
+                options = self.config.engine.builtin.engine_options(self.config.chain.crossfade_fraction)
+                self._fallback_engine = BuiltinEngine(**options)
+        return self._fallback_engine
 
     def _warm_up(self) -> None:
-        """Make and prepare a short clip of the default session's first segment (engine thread), so
-        that lazy imports and the engine's caches (instrument templates, kernels) are ready."""
-        from musicmed_stream.planner import plan_session
-
+        """Make a short clip of the default session's first segment, so that lazy imports and the
+        engine's caches (instrument templates, kernels) are ready before the first session."""
         defaults = self.config.session
         try:
             seconds = min(defaults.clip_seconds, 8.0)
-            settings = PlanSettings(
-                minutes=seconds / 60,
-                clip_seconds=seconds,
-                seed=defaults.seed,
-                exclude_genres=tuple(defaults.exclude_genres),
-                exclude_instruments=tuple(defaults.exclude_instruments),
-            )
+            settings = PlanSettings(minutes=seconds / 60, clip_seconds=seconds, seed=defaults.seed)
             plan = plan_session(
-                defaults.start, defaults.target, settings, self._statistics, mapping=self._tag_mapping()
+                defaults.start, defaults.target, settings, self._statistics, mapping=self._mapping
             )
             started = time.perf_counter()
-            self._make_clip(plan.segments[0], None, clip_seed(defaults.seed, 0), threading.Event())
-            log.info("engine warmed up in %.2f s", time.perf_counter() - started)
+            clip = self.engine.generate(plan.segments[0], None, seed=defaults.seed, cancel=threading.Event())
+            # the chain too: its first use imports noisereduce (and torch), seconds on a small box
+            to_output(clip.audio, clip.sample_rate, self.sample_rate, self.deck.channels, self.config.chain)
+            log.info("engine and chain warmed up in %.2f s", time.perf_counter() - started)
         except Exception as exc:  # a warm-up failure only costs speed; the session reports real errors
             log.warning("engine warm-up failed: %s", exc)
-
-    def _make_clip(
-        self,
-        segment: Segment,
-        previous: Continuation | None,
-        seed: int,
-        cancel: threading.Event,
-        engine: Engine | None = None,
-    ) -> PreparedClip:
-        """Generate (with ``engine``, default the main one) and prepare one clip (worker thread)."""
-        started = time.perf_counter()
-        clip = (engine or self.engine).generate(segment, previous, seed=seed, cancel=cancel)
-        if cancel.is_set():
-            raise GenerationCancelled(f"segment {segment.index} abandoned")
-        audio = prepare_clip(clip.audio, clip.sample_rate, self.chain_config)
-        tail = conditioning_tail(clip.audio, clip.sample_rate, self.chain_config)
-        if clip.sample_rate != self.sample_rate:
-            audio = resample(audio, clip.sample_rate, self.sample_rate)
-        audio = _match_channels(np.asarray(audio, dtype=np.float32), self.channels)
-        following = Continuation(tail=tail, sample_rate=clip.sample_rate, state=clip.state)
-        return PreparedClip(audio, segment, previous, following, time.perf_counter() - started)
-
-    def _schedule(self, session: Session, clip: PreparedClip) -> None:
-        """Put a clip on the timeline (lock held)."""
-        tag = {
-            "kind": "clip",
-            "index": clip.segment.index,
-            "segment": clip.segment,
-            "used": clip.used,
-            "next": clip.next,
-            "loop": clip.audio,
-        }
-        tail = self.timeline.tail
-        if session.cut_fade_s is None and tail is not None and tail.tag.get("engine") == "builtin":
-            session.cut_fade_s = self.config.playback.bridge_fade_seconds  # the stand-in clip gives way
-        if session.cut_fade_s is not None:
-            self.timeline.cut_in(clip.audio, max(self._frames(session.cut_fade_s), 1), tag)
-            session.cut_fade_s = None
-        else:
-            self.timeline.append(clip.audio, self._overlap(clip.audio), tag)
-        last = clip.segment.index >= len(session.plan.segments) - 1
-        if last and session.on_end == "stop":
-            self.timeline.fade_tail(self._frames(self.config.playback.fade_seconds))
-            session.final = True
-
-    def _bridge(self, session: Session, reason: str) -> None:
-        """Extend the last clip with a crossfaded loop of its end (lock held)."""
-        tail = self.timeline.tail
-        if tail is None or "loop" not in tail.tag:
-            return
-        playback = self.config.playback
-        loop = tail.tag["loop"][-self._frames(playback.bridge_seconds) :]
-        fade = min(self._frames(playback.bridge_fade_seconds), loop.shape[0] // 2)
-        tag = {"kind": "bridge", "index": session.next_index, "loop": tail.tag["loop"]}
-        self.timeline.append(loop, fade, tag)
-        self._emit_threadsafe(
-            "bridge",
-            {"index": session.next_index, "seconds": loop.shape[0] / self.sample_rate, "reason": reason},
-        )
-
-    def _timeline_current(self, session: Session) -> dict[str, Any] | None:
-        """Tag of the latest clip that has started on the timeline (lock held)."""
-        started = [
-            v
-            for v in self.timeline.voices
-            if v.start <= self.timeline.position and v.tag.get("kind") == "clip"
-        ]
-        if started:
-            return max(started, key=lambda v: v.start).tag
-        return session.current
-
-    def _overlap(self, audio: np.ndarray) -> int:
-        """Crossfade into ``audio``: the chain's fraction of the shorter of it and the last clip."""
-        tail = self.timeline.tail
-        previous = tail.audio.shape[0] if tail is not None else audio.shape[0]
-        return overlap_frames(previous, audio.shape[0], self.chain_config.crossfade_fraction)
-
-    def _frames(self, seconds: float) -> int:
-        return round(seconds * self.sample_rate)
 
     # ------------------------------------------------------------------ feeder thread
 
     def _feed(self) -> None:
         """Keep the ring filled with processed blocks (runs on its own thread)."""
-        block = np.zeros((self.block_size, self.channels), dtype=np.float32)
+        ring = self.deck.ring
         while not self._closing.is_set():
-            if self.ring.space() < self.block_size:
-                self.ring.writable.clear()
-                if self.ring.space() < self.block_size:
-                    self.ring.writable.wait(0.05)
-                continue
-            started = time.perf_counter()
-            with self._lock:
-                flush = self._render(block)
-                self._heard.append((self._output_frames, self.timeline.position))
-            self.block_seconds += time.perf_counter() - started
-            self.block_frames += self.block_size
-            if flush:
-                self.ring.clear()  # drop queued silence: the session's first sound plays sooner
-            self.ring.write(block)
-
-    def _render(self, block: np.ndarray) -> bool:
-        """Render the next block of output (lock held); return whether queued silence may be dropped."""
-        session = self._session
-        frame = self._output_frames
-        self._output_frames += block.shape[0]
-        if self._paused and self._pause.settled:
-            block[:] = 0.0
-            return False
-        flush = self._flush_silence and bool(self.timeline.voices)
-        if flush:
-            self._flush_silence = False
-        if session is not None and not session.final and not self._paused:
-            bridge_at = self._frames(self.config.playback.bridge_fade_seconds) + 2 * self.block_size
-            if 0 < self.timeline.ahead() <= bridge_at:
-                self._bridge(session, "next clip not ready in time")
-        for voice, offset in self.timeline.render(block):
-            self._markers.append(Marker(frame + offset, "voice", voice.tag, voice.start))
-        if session is not None and not session.end_marked:
-            block[:] = self._processor.process(block)
-            if session.final and not self.timeline.voices:
-                # Past the last clip: a few more blocks empty the limiter's look-ahead, then the
-                # session ends and the block path rests (a fixed count, so endings are reproducible).
-                session.flush_blocks -= 1
-                if session.flush_blocks < 0:
-                    session.end_marked = True
-                    self._markers.append(Marker(frame + block.shape[0], "end"))
-        elif session is not None:
-            block[:] = 0.0
-        self._pause.apply(block)
-        self._volume.apply(block)
-        return flush
+            ring.writable.clear()
+            if self.deck.fill() == 0:
+                ring.writable.wait(0.05)
 
     # ------------------------------------------------------------------ monitor (event loop)
 
     async def _watch(self) -> None:
         """Announce what the sink has played; report underruns and the buffer level."""
-        last_level = 0.0
         while True:
             await asyncio.sleep(MONITOR_PERIOD)
-            played = self.ring.frames_read
-            self._play_head()  # keeps the checkpoint queue short
-            while self._markers and self._markers[0].frame <= played:
-                self._announce(self._markers.popleft())
-            blocks, frames = self.sink.counters()
-            if frames > self._underruns[1]:
-                if self._session is not None:
-                    self._emit("underrun", {"frames": frames - self._underruns[1]})
-                self._underruns = (blocks, frames)
-            now = time.monotonic()
-            if self._session is not None and now - last_level >= self.config.playback.buffer_event_seconds:
-                last_level = now
-                self._emit(
-                    "buffer_level",
-                    {"seconds": self.buffer_seconds(), "target_seconds": self.config.playback.buffer_seconds},
-                )
+            try:
+                self._poll()
+            except Exception:  # the monitor must outlive a bug in one announcement
+                log.exception("monitor step failed")
 
-    def _announce(self, marker: Marker) -> None:
+    def _poll(self) -> None:
+        read = self.deck.ring.frames_read
+        for report in self.deck.reports(read):
+            self._announce(report)
+        blocks, frames = self.sink.counters()
+        if frames > self._underruns[1]:
+            if self._session is not None:
+                self._emit(Underrun(frames=frames - self._underruns[1]))
+            self._underruns = (blocks, frames)
         session = self._session
         if session is None:
             return
-        if marker.kind == "end":
-            self._end_session(session, session.end_reason)
+        period = self.config.playback.buffer_event_seconds * self.sample_rate
+        if read - self._last_level >= period:
+            self._last_level = read
+            self._emit(
+                BufferLevel(
+                    seconds=self.deck.buffered_seconds(), target_seconds=self.config.playback.buffer_seconds
+                )
+            )
+        self._watchdog(session)
+
+    def _watchdog(self, session: Session) -> None:
+        """Restart a producer that died, or that makes no progress while the listener hears bridges."""
+        if session.ended.is_set() or (session.final and session.end_reason == "stopped"):
             return
-        tag = marker.tag
-        if tag.get("kind") != "clip":
+        limit = max(4 * session.plan.settings.clip_seconds, WATCHDOG_MIN_S)
+        stuck = session.busy_since is not None and time.monotonic() - session.busy_since > limit
+        starving = self.deck.ahead_frames() < (self.config.playback.bridge_seconds + 2) * self.sample_rate
+        dead = session.task is None or session.task.done()
+        if dead or (stuck and starving):
+            why = "stopped" if dead else f"made no progress for {limit:.0f} s"
+            log.error("producer of session %s %s; restarting it", session.session_id, why)
+            self._emit(ErrorEvent(message=f"producer {why}; restarted", where="producer watchdog"))
+            self._halt_producer(session)
+            session.busy_since = None
+            session.task = None
+            self._ensure_producer(session)
+
+    def _announce(self, report: Heard | Bridged | Ended) -> None:
+        session = self._session
+        if session is None:
             return
-        session.current = tag
-        segment: Segment = tag["segment"]
+        if isinstance(report, Ended):
+            self._end_session(session)
+        elif isinstance(report, Bridged):
+            self._emit(
+                BridgeEvent(index=report.index, seconds=report.seconds, reason="next clip not ready in time")
+            )
+        elif report.label.kind == "clip" and isinstance(report.label.payload, PlacedClip):
+            self._segment_started(session, report.label.payload, report.position)
+
+    def _segment_started(self, session: Session, placed: PlacedClip, position: int) -> None:
+        session.current = placed
+        segment = placed.segment
         log.info("segment %d started: %s", segment.index, segment.prompt)
         self._emit(
-            "segment_started",
-            {
-                "index": segment.index,
-                "valence": segment.valence,
-                "arousal": segment.arousal,
-                "emotion": segment.emotion,
-                "mood": segment.mood,
-                "prompt": segment.prompt,
-                "start_s": (marker.timeline_frame - session.timeline_start) / self.sample_rate,
-            },
+            SegmentStarted(
+                index=segment.index,
+                valence=segment.valence,
+                arousal=segment.arousal,
+                emotion=segment.emotion,
+                mood=segment.mood,
+                instrument=segment.instrument,
+                genre=segment.genre,
+                prompt=segment.prompt,
+                start_s=position / self.sample_rate,
+                played_s=position / self.sample_rate,
+                total_s=session.plan.duration_s,
+            )
         )
-        if self.state_dir is not None:
-            record = self._state_record(session, segment.index, tag["used"])
-            self._io_pool.submit(self._save_state, record, tag["used"])
+        if self._store is not None:
+            record = SessionRecord(
+                session_id=session.session_id,
+                plan=session.plan,
+                index=segment.index,
+                seed=session.seed,
+                on_end=session.on_end,
+                played_s=position / self.sample_rate,
+                continuation=placed.used,
+                saved_at=time.time(),
+            )
+            self._store.save(record)
 
-    def _end_session(self, session: Session, reason: str) -> None:
+    def _end_session(self, session: Session) -> None:
         self._halt_producer(session)
         played = self.played_seconds()
-        with self._lock:
-            if self._session is session:
-                self._session = None
-                self.timeline.clear()
+        if self._session is session:
+            self._session = None
         session.ended.set()
-        log.info("session %s ended (%s) after %.1f s", session.session_id, reason, played)
-        self._emit("session_ended", {"reason": reason, "played_s": played})
-        if self.state_dir is not None:
-            self._io_pool.submit(self._clear_state)
+        log.info("session %s ended (%s) after %.1f s", session.session_id, session.end_reason, played)
+        self._emit(SessionEnded(reason=session.end_reason, played_s=played))  # type: ignore[arg-type]
+        if self._store is not None:
+            self._store.clear()
 
     # ------------------------------------------------------------------ events
 
-    def _emit(self, kind: EventType, data: dict[str, Any]) -> None:
+    def _emit(self, data: EventData) -> None:
         """Deliver an event to every subscriber; a full queue loses its oldest event."""
-        event = Event(kind, data)
-        log.debug("event %s %s", kind, {k: v for k, v in data.items() if k != "plan"})
+        event = Event(data)
+        log.debug("event %s", event.type)
         if self._event_log is not None:
             self._event_log.write(event)
         for queue in list(self._subscribers):
@@ -833,131 +634,44 @@ class Daemon:
                     queue.get_nowait()
             queue.put_nowait(event)
 
-    def _emit_threadsafe(self, kind: EventType, data: dict[str, Any]) -> None:
-        """:meth:`_emit` from any thread (the feeder's events go through the event loop)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._emit, kind, data)
-
     # ------------------------------------------------------------------ persistence
-
-    def _state_record(self, session: Session, index: int, used: Continuation | None) -> dict[str, Any]:
-        return {
-            "version": 1,
-            "session_id": session.session_id,
-            "index": index,
-            "seed": session.seed,
-            "on_end": session.on_end,
-            "options": session.options,
-            "plan": session.plan.to_dict(),
-            "continuation": None
-            if used is None
-            else {"state": used.state, "sample_rate": used.sample_rate, "tail": f"tail-{index:05d}.wav"},
-            "played_s": self.played_seconds(),
-            "saved_at": time.time(),
-        }
-
-    def _save_state(self, record: dict[str, Any], used: Continuation | None) -> None:
-        """Write the tail audio, then the JSON that names it; both atomically (I/O thread)."""
-        assert self.state_dir is not None
-        try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            keep = None
-            if used is not None and record["continuation"] is not None:
-                keep = record["continuation"]["tail"]
-                tail = (
-                    used.tail if used.tail.shape[0] else np.zeros((1, max(used.tail.shape[1], 1)), np.float32)
-                )
-                write_audio(self.state_dir / keep, tail, used.sample_rate, subtype="FLOAT")
-            write_text_atomic(self.state_dir / STATE_FILE, json.dumps(record, indent=1, default=jsonable))
-            for old in self.state_dir.glob("tail-*.wav"):
-                if old.name != keep:
-                    old.unlink(missing_ok=True)
-        except (OSError, MusicMedError) as exc:
-            log.error("cannot save the session state in %s: %s", self.state_dir, exc)
-
-    def _clear_state(self) -> None:
-        assert self.state_dir is not None
-        for path in [self.state_dir / STATE_FILE, *self.state_dir.glob("tail-*.wav")]:
-            path.unlink(missing_ok=True)
 
     async def _resume_saved(self) -> None:
         """Continue the session saved in the state folder, at the segment that was playing."""
-        assert self.state_dir is not None
-        path = self.state_dir / STATE_FILE
-        if not path.is_file():
+        assert self._store is not None
+        record = await asyncio.to_thread(self._store.load)
+        if record is None:
             return
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            plan = Plan.from_dict(record["plan"])
-            previous = None
-            if record["continuation"] is not None:
-                cont = record["continuation"]
-                tail, rate = read_audio(self.state_dir / cont["tail"])
-                previous = Continuation(tail=tail, sample_rate=rate, state=cont["state"])
-            index = int(record["index"])
-        except (OSError, ValueError, KeyError, TypeError, MusicMedError) as exc:
-            log.error("cannot resume the saved session (%s); starting idle", exc)
-            return
-        log.info("resuming session %s at segment %d", record["session_id"], index)
+        log.info("resuming session %s at segment %d", record.session_id, record.index)
         session = Session(
-            session_id=record["session_id"],
-            plan=plan,
-            options=record.get("options", {}),
-            seed=int(record["seed"]),
-            on_end=record.get("on_end", self.config.session.on_end),
-            next_index=index,
-            previous=previous,
-            timeline_start=0,
+            session_id=record.session_id,
+            plan=record.plan,
+            seed=record.seed,
+            on_end=record.on_end,
+            next_index=record.index,
+            previous=record.continuation,
         )
-        self._begin(session)
-        self._emit("plan_changed", {"from_index": index, "plan": plan.to_dict(), "reason": "resumed"})
+        async with self._lifecycle:
+            self._begin(session)
+        self._emit(PlanChanged(from_index=record.index, plan=record.plan.to_dict(), reason="resumed"))
 
 
-def _hold_segment(last: Segment, index: int, crossfade_fraction: float) -> Segment:
-    """Segment ``index`` past the end of a plan: the last segment again, later (one clip step,
-    a clip less its crossfade overlap, per segment)."""
-    step = last.duration_s * (1.0 - crossfade_fraction)
-    return dataclasses.replace(last, index=index, start_s=last.start_s + (index - last.index) * step)
-
-
-def _extended(plan: Plan, from_index: int) -> Plan:
-    """``plan`` with held segments appended so that a re-plan from ``from_index`` has room to move
-    (match, transition and settle clips); unchanged when the plan is long enough."""
-    wanted = from_index + max(4, plan.settings.settle_clips + 3)
-    if len(plan.segments) >= wanted or not plan.segments:
-        return plan
-    fraction = plan.settings.crossfade_fraction
-    extra = tuple(_hold_segment(plan.segments[-1], i, fraction) for i in range(len(plan.segments), wanted))
-    return dataclasses.replace(plan, segments=plan.segments + extra)
+def _producer_settings(config: Config) -> ProducerSettings:
+    playback, engine = config.playback, config.engine
+    return ProducerSettings(
+        buffer_seconds=playback.buffer_seconds,
+        fade_seconds=playback.fade_seconds,
+        bridge_seconds=playback.bridge_seconds,
+        bridge_fade_seconds=playback.bridge_fade_seconds,
+        standins=playback.bridge == "builtin",
+        stream=engine.stream,
+        retries=engine.retries,
+        retry_backoff_s=engine.retry_backoff_seconds,
+    )
 
 
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _check_settings(settings: PlanSettings) -> None:
-    if not 0.1 <= settings.minutes <= 240:
-        raise SessionError(f"minutes must be within 0.1..240, got {settings.minutes}")
-    if not 1 <= settings.clip_seconds <= 120:
-        raise SessionError(f"clip_seconds must be within 1..120, got {settings.clip_seconds}")
-    if settings.path not in ("line", "arc"):
-        raise SessionError(f"path must be 'line' or 'arc', got {settings.path!r}")
-    if settings.temperature < 0:
-        raise SessionError(f"temperature must be >= 0, got {settings.temperature}")
-    if not 0 <= settings.seed < 2**31:
-        raise SessionError(f"seed must be within 0..2147483647, got {settings.seed}")
-
-
-def _match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
-    """Mono to stereo by duplication, stereo to mono by averaging."""
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    if audio.shape[1] == channels:
-        return audio
-    if audio.shape[1] == 1:
-        return np.repeat(audio, channels, axis=1)
-    return audio.mean(axis=1, keepdims=True).astype(np.float32)
-
-
-__all__ = ["Daemon", "PreparedClip", "SessionError"]
+__all__ = ["Daemon", "SessionError"]

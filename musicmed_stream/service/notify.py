@@ -18,7 +18,10 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
         return False
     if address.startswith("@"):  # abstract namespace socket
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    # Non-blocking: a service manager that does not read (a full datagram queue) must never hold
+    # up the event loop, and with it the control channel; the message is dropped instead.
+    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+    with socket.socket(socket.AF_UNIX, kind) as sock:
         try:
             sock.connect(address)
             sock.sendall(message.encode())

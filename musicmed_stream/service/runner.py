@@ -17,11 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from musicmed_stream.engines.registry import create_engine
+from musicmed_stream.app import build_daemon
+from musicmed_stream.control.api import StartOptions
 from musicmed_stream.errors import ConfigError
-from musicmed_stream.player.sinks import open_sink
-from musicmed_stream.service.api import StartOptions
-from musicmed_stream.service.config import Config, changed_keys, load_config, needs_restart, state_dir
+from musicmed_stream.service.config import Config, changed_keys, load_config, needs_restart
 from musicmed_stream.service.daemon import Daemon
 from musicmed_stream.service.notify import notify, watchdog_interval
 
@@ -35,44 +34,15 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
 
 
-def build_daemon(config: Config) -> Daemon:
-    """Engine through the registry, sink (with its fallback), state folder: the daemon."""
-    engine = create_engine(
-        config.engine.name, builtin=config.engine.builtin, musicgen=config.engine.musicgen.engine_options()
-    )
-    log.info("engine: %s (%d Hz, %d channel(s))", engine.name, engine.sample_rate, engine.channels)
-    sink = open_sink(config.sink)
-    log.info("sink: %s at %d Hz, block %d", sink.name, sink.sample_rate, sink.block_size)
-    folder = state_dir(config)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"service.state_dir {folder} cannot be created: {exc}") from exc
-    log.info("state folder: %s", folder)
-    return Daemon(config, engine, sink, folder)
-
-
 async def start_control(daemon: Daemon, config: Config) -> Any:
-    """Start the websocket control server, or return ``None`` if disabled or not installed."""
+    """Start the websocket control server, or return ``None`` if disabled."""
     if not config.control.enabled:
         log.info("control channel disabled (control.enabled = false)")
         return None
-    try:
-        from musicmed_stream.control.server import start_control_server
-    except ImportError as exc:
-        log.warning("control channel not available (%s); running without it", exc)
-        return None
-    control = config.control
-    server = await start_control_server(
-        daemon,
-        host=control.host,
-        port=control.port,
-        token=control.token or None,
-        allowed_origins=control.allowed_origins,
-        max_message_bytes=control.max_message_bytes,
-        rate_limit_per_second=control.rate_limit_per_second,
-    )
-    log.info("control channel listening on %s:%d", control.host, server.port)
+    from musicmed_stream.control.server import start_control_server
+
+    server = await start_control_server(daemon, config.control)
+    log.info("control channel listening on %s:%d", config.control.host, server.port)
     return server
 
 
@@ -90,7 +60,7 @@ async def serve(
     try:
         server = await start_control(daemon, config)
         if start is not None:
-            if daemon.status()["state"] != "idle":
+            if daemon.status().state != "idle":
                 log.info("a resumed session is playing; not starting %s -> %s", start.start, start.target)
             else:
                 await daemon.start_session(start)

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from musicmed_stream.app import build_daemon
 from musicmed_stream.control.server import ControlServer, start_control_server
+from musicmed_stream.control.settings import ControlSettings
 from musicmed_stream.service.config import PlaybackSettings, load_config
 from musicmed_stream.service.daemon import Daemon
-from musicmed_stream.service.runner import build_daemon
 
 
 @dataclass
@@ -56,7 +57,7 @@ async def running_daemon(
     daemon = build_daemon(config)
     await daemon.start()
     try:
-        server = await start_control_server(daemon, port=0, **(control or {}))
+        server = await start_control_server(daemon, ControlSettings(port=0, **(control or {})))
         try:
             yield Running(daemon, server, folder / "recording.wav")
         finally:
