@@ -179,6 +179,20 @@ def denoise(
     return np.ascontiguousarray(np.asarray(reduced, dtype=np.float32).reshape(data.shape[1], -1).T)
 
 
+def denoise_as(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np.ndarray:
+    """:func:`denoise` with the gate settings of ``config``."""
+    return denoise(
+        audio,
+        sample_rate,
+        stationary=config.denoise_stationary,
+        prop_decrease=config.denoise_prop_decrease,
+        n_fft=config.denoise_n_fft,
+        n_std_thresh=config.denoise_n_std_thresh,
+        freq_smooth_hz=config.denoise_freq_smooth_hz,
+        noise_quantile=config.denoise_noise_quantile,
+    )
+
+
 def _denoise_chunk(frames: int, n_fft: int, chunked: bool) -> int:
     """noisereduce chunk size: whole hops (``n_fft`` is a power of two), or the whole clip."""
     return max(_DENOISE_CHUNK, 4 * n_fft) if chunked else frames + 1
@@ -219,16 +233,7 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np
         start, stop = sound_bounds(data, sample_rate, config.trim_threshold_db, config.trim_window_ms)
         data = data[start:stop]
     if config.denoise:
-        data = denoise(
-            data,
-            sample_rate,
-            stationary=config.denoise_stationary,
-            prop_decrease=config.denoise_prop_decrease,
-            n_fft=config.denoise_n_fft,
-            n_std_thresh=config.denoise_n_std_thresh,
-            freq_smooth_hz=config.denoise_freq_smooth_hz,
-            noise_quantile=config.denoise_noise_quantile,
-        )
+        data = denoise_as(data, sample_rate, config)
     if config.normalize:
         data = normalize_loudness(data, sample_rate, config.target_lufs, config.max_gain_db)
     # denoise and normalize_loudness always return new arrays; otherwise copy the (trimmed) input

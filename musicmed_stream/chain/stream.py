@@ -17,7 +17,7 @@ import numpy as np
 import soxr
 
 from musicmed_stream.chain.clip import (
-    denoise,
+    denoise_as,
     integrated_loudness,
     match_channels,
     sound_bounds,
@@ -80,16 +80,7 @@ class ClipStreamer:
         if data.shape[0] == 0:
             return np.zeros((0, self.channels), np.float32)
         if config.denoise:
-            data = denoise(
-                data,
-                self.rate,
-                stationary=config.denoise_stationary,
-                prop_decrease=config.denoise_prop_decrease,
-                n_fft=config.denoise_n_fft,
-                n_std_thresh=config.denoise_n_std_thresh,
-                freq_smooth_hz=config.denoise_freq_smooth_hz,
-                noise_quantile=config.denoise_noise_quantile,
-            )
+            data = denoise_as(data, self.rate, config)
         if config.normalize:
             data = self._glide(data)
         self.frames += data.shape[0]
