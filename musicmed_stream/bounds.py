@@ -86,7 +86,8 @@ def format_error(exc: ValidationError, prefix: str = "") -> str:
         return f"{key} is required"
     if not key or isinstance(error["input"], dict):  # a rule across keys: its message names them
         return message
-    return f"{key} = {error['input']!r}: {message}"
+    shown = "'***'" if key.endswith("token") else repr(error["input"])  # a secret is never echoed
+    return f"{key} = {shown}: {message}"
 
 
 _TYPE_TAGS = frozenset({"float", "int", "str", "bool", "list", "dict", "none"})

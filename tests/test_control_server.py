@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from web.fake_controller import FakeController
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -331,3 +334,92 @@ def test_unreachable_daemon_is_a_clear_error() -> None:
 
     asyncio.run(main())
     assert issubclass(DaemonUnreachableError, MusicMedError)
+
+
+HOSTILE = [
+    ("[" * 300 + "]" * 300, "bad_json", "nested deeper"),
+    ('{"type": "status", "x": ' + "[" * 5000 + "]" * 5000 + "}", "bad_json", "nested deeper"),
+    ('{"type": "stop", "fade_seconds": -1e999}', "bad_message", "fade_seconds"),
+    ('{"type": "status", "id": ' + "9" * 5000 + "}", "bad_json", "not valid JSON"),
+    ('{"type": "\\udcff"}', "bad_json", "Unicode"),
+    ('{"type": "start", "from": "\\ud800", "to": "calm"}', "bad_json", "Unicode"),
+    ('{"type": "start", "from": "sad", "to": "calm", "clip_seconds": "1"}', "bad_message", "clip_seconds"),
+    ('{"type": "start", "from": "sad", "to": "calm", "seed": 1e-400}', "bad_message", "seed"),
+    ('{"type": "start", "from": "sad", "to": "calm", "seed": -0.0}', "bad_message", "seed"),
+    ('{"type": "status", "id": 1e309}', "bad_message", "id"),
+    ('{"type": "status", "id": true}', "bad_message", "id"),
+    ('{"type": "volume", "volume": true}', "bad_message", "volume"),
+    ('{"type": "start", "from": "sad", "to": "calm", "temperature": "1"}', "bad_message", "temperature"),
+    ('{"type": "set_target", "target": {"valence": "0.1", "arousal": 0}}', "bad_message", "valence"),
+    ('{"type": ["start"]}', "unknown_command", "unknown command"),
+    ('{"type": "\\u2603"}', "unknown_command", "unknown command"),
+]
+
+
+@pytest.mark.parametrize(("raw", "code", "words"), HOSTILE)
+def test_hostile_messages_are_answered_and_change_nothing(raw: str, code: str, words: str) -> None:
+    async def scenario(server: ControlServer, ctl: FakeController) -> None:
+        async with connect(server.url, max_size=2**22) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            reply = await raw_exchange(ws, raw)
+            assert reply["type"] == "error" and reply["code"] == code, reply
+            assert words in reply["message"]
+            status = await raw_exchange(ws, {"type": "status", "id": "after"})
+            assert status["type"] == "ok" and status["id"] == "after", "the connection carries on"
+
+    ctl = run_with_server(scenario, max_message_bytes=2**20)
+    assert ctl.names() == "", "nothing reached the controller"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    message=st.dictionaries(
+        st.sampled_from(["type", "id", "from", "to", "target", "volume", "seed", "events", "x"]),
+        json_values | st.sampled_from(["start", "set_target", "volume", "status", "subscribe"]),
+        max_size=5,
+    )
+)
+def test_any_json_object_gets_exactly_one_reply(message: dict[str, Any]) -> None:
+    raw = json.dumps(message)  # NaN and infinities as JSON's non-standard tokens, which Python reads
+
+    async def scenario(server: ControlServer, ctl: FakeController) -> None:
+        async with connect(server.url) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            reply = await raw_exchange(ws, raw)
+            assert reply["type"] in ("ok", "error"), reply
+            status = await raw_exchange(ws, {"type": "status", "id": "after"})
+            assert status["type"] == "ok" and status["id"] == "after"
+
+    run_with_server(scenario, rate_limit_per_second=1000.0)
+
+
+def test_a_subscriber_that_stops_reading_is_disconnected_not_buffered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def warned() -> bool:
+        return any("does not read" in r.getMessage() for r in caplog.records)
+
+    async def scenario(server: ControlServer, ctl: FakeController) -> None:
+        async with connect(server.url, max_queue=1) as slow, await ControlClient.connect(server.url) as good:
+            await slow.send(json.dumps({"type": "subscribe", "id": 1}))
+            await good.start("sad", "calm")
+            # ~0.5 MB an event, random so that permessage-deflate cannot shrink it
+            big = {"segments": [{"index": i, "prompt": os.urandom(100).hex()} for i in range(2000)]}
+            for _ in range(200):  # far more than the socket buffers hold; the slow client reads none
+                ctl.emit("plan_changed", from_index=1, plan=big, reason="target")
+                await asyncio.sleep(0.02)
+                if warned():
+                    break
+            assert warned(), "the server gave up on the client that does not read"
+            assert (await good.status())["state"] == "playing", "the others are served on"
+            slow.transport.abort()
+
+    with caplog.at_level("WARNING", logger="musicmed_stream.control.server"):
+        run_with_server(scenario, send_timeout_seconds=0.5)

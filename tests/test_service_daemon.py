@@ -565,3 +565,35 @@ def test_a_full_disk_is_logged_once_and_the_event_log_goes_on(caplog: pytest.Log
     assert (log.written, log.failed) == (0, 5)
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "/dev/full" in errors[0].getMessage()
+
+
+def test_a_storm_of_commands_never_stalls_or_breaks_the_session(tmp_path: Path) -> None:
+    import random
+
+    daemon = make_daemon(tmp_path, **{"session.minutes": 1.0})
+    rng = random.Random(7)
+
+    async def body(d: Daemon, events: list[Event]) -> None:
+        await d.start_session(StartOptions("tense", "calm"))
+        for _ in range(40):
+            command = rng.choice(["target", "target", "skip", "pause", "resume", "volume"])
+            if command == "target":
+                await d.set_target(rng.choice(["happy", "sad", "relaxed", VA(rng.uniform(-1, 1), 0.3)]))
+            elif command == "skip":
+                await d.skip()
+            elif command == "pause":
+                await d.pause()
+            elif command == "resume":
+                await d.resume()
+            else:
+                await d.set_volume(rng.random())
+            await d.play(rng.uniform(0.0, 1.5))
+        await d.resume()
+        await d.set_target("calm")
+        await play_until(d, events, "session_ended", limit_s=300)
+
+    _, events = run_with(daemon, body)
+    assert of(events, "session_ended")[0].reason == "finished"
+    assert not of(events, "error") and not of(events, "underrun")
+    indexes = [s.index for s in of(events, "segment_started")]
+    assert len(indexes) >= 8, "segments kept starting"

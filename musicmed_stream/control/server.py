@@ -172,16 +172,61 @@ def _handshake_token(headers: Headers, query: str) -> str | None:
     return values[0] if values else None
 
 
+MAX_DEPTH = 16  # no command nests deeper than 4; deeper JSON is refused before anything reads it
+
+
+def decode(raw: str) -> Any:
+    """A message's JSON, refusing what no command is made of: nesting deeper than
+    :data:`MAX_DEPTH`, integers too long to convert, lone surrogates (text that is not Unicode
+    and could not be echoed back). Raises ``ValueError`` with the reason."""
+    if _depth(raw) > MAX_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
+        raise ValueError(f"not valid JSON: {exc}") from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate escape)") from None
+    return data
+
+
+def _depth(raw: str) -> int:
+    """Bracket nesting of ``raw``, an upper bound of its JSON depth (brackets inside strings
+    count too); cheap: the running sum of opening minus closing brackets."""
+    if "[" not in raw and "{" not in raw:
+        return 0
+    opening = raw.count("[") + raw.count("{")
+    if opening <= MAX_DEPTH:
+        return opening
+    depth = top = 0
+    for char in raw:
+        if char in "[{":
+            depth += 1
+            top = max(top, depth)
+        elif char in "]}":
+            depth -= 1
+    return top
+
+
 def _message_id(data: dict[str, Any]) -> str | int | None:
+    """The ``id`` to echo: only one the protocol allows (short text, an integer within 2**53)."""
     msg_id = data.get("id")
-    return msg_id if isinstance(msg_id, str | int) and not isinstance(msg_id, bool) else None
+    if isinstance(msg_id, str) and len(msg_id) <= 200:
+        return msg_id
+    if isinstance(msg_id, int) and not isinstance(msg_id, bool) and abs(msg_id) <= 2**53:
+        return msg_id
+    return None
 
 
 def _peek_id(raw: str | bytes) -> str | int | None:
     """The ``id`` of a message that will not be processed, so the client can match the refusal."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (ValueError, UnicodeDecodeError):
         return None
     return _message_id(data) if isinstance(data, dict) else None
 
@@ -211,7 +256,7 @@ class _ClientSession:
             await self.send(p.HelloMessage(daemon_version=__version__, auth_required=not self.authenticated))
             async for raw in self.ws:
                 if self.closing is None:
-                    await self.handle(raw)
+                    await self._handle_safely(raw)
         except ConnectionClosed:
             pass
         finally:
@@ -224,7 +269,26 @@ class _ClientSession:
         self.closing = asyncio.create_task(self.ws.close(code, reason), name="control-close")
 
     async def send(self, message: pydantic.BaseModel) -> None:
-        await self.ws.send(p.dump(message))
+        """Send ``message``; a client that does not take it within ``send_timeout_seconds`` (it
+        stopped reading: its buffers are full) is disconnected with 1013, so that nothing queues
+        up in the daemon for it."""
+        try:
+            await asyncio.wait_for(self.ws.send(p.dump(message)), self.server.settings.send_timeout_seconds)
+        except TimeoutError:
+            log.warning("disconnecting %s: it does not read what it is sent", self.ws.remote_address)
+            self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+            raise ConnectionClosed(None, None) from None
+
+    async def _handle_safely(self, raw: str | bytes) -> None:
+        """:meth:`handle`, with a bug in it answered (``internal``) rather than closing the
+        connection: no message, however built, takes the control channel down."""
+        try:
+            await self.handle(raw)
+        except ConnectionClosed:
+            raise
+        except Exception as exc:
+            log.exception("control message from %s failed", self.ws.remote_address)
+            await self.error("internal", f"internal error: {type(exc).__name__}", _peek_id(raw))
 
     async def error(self, code: p.ErrorCode, message: str, msg_id: Any = None) -> None:
         await self.send(p.ErrorReply(id=msg_id, code=code, message=message))
@@ -246,9 +310,9 @@ class _ClientSession:
             await self.error("bad_json", "binary messages are not supported: send JSON text")
             return
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            await self.error("bad_json", f"not valid JSON: {exc}")
+            data = decode(raw)
+        except ValueError as exc:
+            await self.error("bad_json", str(exc))
             return
         if not isinstance(data, dict):
             await self.error("bad_json", f"a message must be a JSON object, got {type(data).__name__}")

@@ -41,6 +41,9 @@ class ControlSettings(Section):
         Larger messages close the connection with code 1009.
     rate_limit_per_second : float
         Messages per second per client (burst: twice that).
+    send_timeout_seconds : float
+        A client that does not take a message within this long (it stopped reading) is
+        disconnected (close code 1013).
     """
 
     section = "control"
@@ -52,6 +55,7 @@ class ControlSettings(Section):
     allowed_origins: list[str] = Field(default_factory=list)
     max_message_bytes: Annotated[int, Field(ge=256, le=2**24)] = 65536
     rate_limit_per_second: Annotated[float, Field(ge=0.1, le=10000, allow_inf_nan=False)] = 20.0
+    send_timeout_seconds: Annotated[float, Field(ge=0.1, le=600, allow_inf_nan=False)] = 10.0
 
     @field_validator("token")
     @classmethod

@@ -85,6 +85,11 @@ class StateStore:
         """Forget the saved session soon (it ended)."""
         self._post(None)
 
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until what was given to :meth:`save` or :meth:`clear` is done (or has failed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending is False and not self._busy, timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what waits, then stop the writer thread."""
         with self._cond:
@@ -149,8 +154,12 @@ class StateStore:
                     self._cond.wait()
                 job, self._pending = self._pending, False
                 closed = self._closed
+                self._busy = job is not False
             if job is not False:
                 self._do(job)
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
             if closed and job is False:
                 return
 
