@@ -45,27 +45,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SETTINGS = {
+    "token": TOKEN,
+    "max_batch_size": 4,
+    "columns_every": 5,
+    "heartbeat_s": 0.5,
+    "torch_threads": 1,
+    "cpus_per_replica": 0.5,
+}
+
+
 @pytest.fixture(scope="module")
-def service(tiny_musicgen_dir):
+def engine_options(tiny_musicgen_dir):
+    return {"model": str(tiny_musicgen_dir), "stream_chunk_seconds": 0.1, "scorer": "features"}
+
+
+@pytest.fixture(scope="module")
+def service(engine_options):
     """The service on a free loopback port: 4 slots, continuous batching; stopped with Ray after."""
     from musicmed_stream.serving.app import start_service, stop_service
 
-    settings = ServeSettings(
-        port=free_port(),
-        token=TOKEN,
-        max_batch_size=4,
-        columns_every=5,
-        heartbeat_s=0.5,
-        torch_threads=1,
-        cpus_per_replica=0.5,
-    )
-    engine_options = {"model": str(tiny_musicgen_dir), "stream_chunk_seconds": 0.1, "scorer": "features"}
+    settings = ServeSettings(port=free_port(), **SETTINGS)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
     try:
         start_service(settings, engine_options)
         yield f"http://127.0.0.1:{settings.port}"
     finally:
         stop_service()
+
+
+@pytest.fixture(scope="module")
+def wave_service(service, engine_options):
+    """A second application on the same proxy, under ``/wave``: Ray's ``@serve.batch`` waves."""
+    from ray import serve
+
+    from musicmed_stream.serving.app import start_service
+
+    port = int(service.rsplit(":", 1)[1])
+    settings = ServeSettings(
+        port=port,
+        app_name="wave",
+        route_prefix="/wave",
+        batching="serve_batch",
+        batch_wait_timeout_s=0.3,
+        **SETTINGS,
+    )
+    start_service(settings, engine_options)
+    yield service + "/wave"
+    serve.delete("wave")
 
 
 def client(url: str, **options) -> RemoteEngine:
@@ -126,12 +153,32 @@ def test_same_seed_same_clip_alone_or_batched(service):
     np.testing.assert_array_equal(streamed[-1].audio, alone.audio)
 
 
+def test_serve_batch_waves_give_the_same_clips(service, wave_service):
+    """Requests arriving together go out as one ``@serve.batch`` wave; the batch has the same
+    slots as the continuous service, so the same seed gives the same clip there too."""
+    results: dict = {}
+
+    def run(seed: int) -> None:
+        results[seed] = client(wave_service).generate(seg(seed, 0.5), None, seed=seed)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(results) == [1, 2, 3]
+    assert all(c.info["policy"] == "wave" for c in results.values())
+    np.testing.assert_array_equal(results[2].audio, client(service).generate(seg(2, 0.5), None, seed=2).audio)
+    assert client(wave_service).info()["batching"] == "serve_batch"
+
+
 def test_wrong_or_missing_token_is_refused(service):
     for token in ("wrong-token", ""):
         with pytest.raises(RemoteAuthError, match="refused the token"):
             RemoteEngine(service, token).generate(seg(), None, seed=0)
     assert httpx.get(service + protocol.INFO_PATH).status_code == 401
     assert httpx.get(service + protocol.HEALTH_PATH).json() == {"status": "ok"}
+    assert httpx.get(service + "/openapi.json").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -157,9 +157,9 @@ class RemoteEngine:
         """The service's ``/v1/info`` (model, slots, queue); raises like a clip request."""
         try:
             response = self._client.get(protocol.INFO_PATH)
-        except self._httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"generation service at {self.url} unreachable: {exc}") from exc
-        self._check_status(response.status_code, response.read())
+            self._check_status(response.status_code, response.read())
+        except (self._httpx.TransportError, _Retry) as exc:
+            raise ServiceUnavailableError(f"generation service at {self.url} unavailable: {exc}") from None
         return response.json()
 
     def close(self) -> None:

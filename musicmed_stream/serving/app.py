@@ -32,7 +32,8 @@ from musicmed_stream.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
-api = FastAPI(title="musicmed-stream generation service")
+# No interactive docs or schema routes: everything but /healthz is behind the token.
+api = FastAPI(title="musicmed-stream generation service", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 def error_response(status: int, error: str, message: str) -> JSONResponse:
@@ -272,7 +273,10 @@ def start_service(settings: ServeSettings, engine_options: dict[str, Any], *, bl
         ray.init(address=settings.ray_address or None, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(
-        build_app(settings, engine_options), name=settings.app_name, route_prefix="/", blocking=blocking
+        build_app(settings, engine_options),
+        name=settings.app_name,
+        route_prefix=settings.route_prefix,
+        blocking=blocking,
     )
 
 

@@ -72,8 +72,9 @@ class ServeSettings(BaseModel):
         ``""`` starts a Ray instance on this machine; ``"auto"`` or ``"ray://HEAD:10001"`` joins a cluster.
     torch_threads :
         CPU threads of each replica's torch (0: torch's default).
-    app_name :
-        The Serve application's name.
+    app_name, route_prefix :
+        The Serve application's name and the URL path it answers under (several applications,
+        e.g. two models, can share one proxy; a client's ``url`` then ends with the prefix).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -97,6 +98,7 @@ class ServeSettings(BaseModel):
     ray_address: str = ""
     torch_threads: int = Field(0, ge=0)
     app_name: str = "musicmed-generate"
+    route_prefix: str = Field("/", pattern=r"^/[\w\-/]*$")
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServeSettings:
