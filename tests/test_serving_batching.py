@@ -223,17 +223,26 @@ def test_settings_from_toml(tmp_path):
     path.write_text(
         '[serve]\nhost = "0.0.0.0"\ntoken = "t"\nmax_batch_size = 16\nbatching = "serve_batch"\n'
         "[serve.autoscaling]\nmin_replicas = 1\nmax_replicas = 4\n"
-        '[engine.musicgen]\nmodel = "facebook/musicgen-small"\ntop_k = 200\n[chain]\nnormalize = true\n'
+        '[engine.musicgen]\nmodel = "facebook/musicgen-small"\ntop_k = 200\nscorer = "features"\n'
+        "[chain]\nnormalize = true\n"
     )
     config = load_generate_server_config(path)
-    assert config.serve.max_batch_size == 16 and config.serve.autoscaling == {
-        "min_replicas": 1,
-        "max_replicas": 4,
-    }
-    assert config.musicgen == {"model": "facebook/musicgen-small", "top_k": 200}
-    path.write_text("[serve]\nmax_batch_sise = 4\n")
-    with pytest.raises(ConfigError, match="max_batch_sise"):
-        load_generate_server_config(path)
+    assert config.serve.max_batch_size == 16
+    assert config.serve.autoscaling == {"min_replicas": 1, "max_replicas": 4}
+    options = config.musicgen.engine_options()
+    assert (options["model"], options["top_k"], options["scorer"]) == (
+        "facebook/musicgen-small",
+        200,
+        "features",
+    )
+    assert options["adapter"] is None
+    for text, key in (
+        ("[serve]\nmax_batch_sise = 4\n", "serve.max_batch_sise"),
+        ("[engine.musicgen]\ntop_k = -1\n", "engine.musicgen.top_k"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_generate_server_config(path)
     with pytest.raises(ValueError, match="token"):
         ServeSettings(host="0.0.0.0")
     assert ServeSettings().host == "127.0.0.1"

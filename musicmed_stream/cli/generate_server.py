@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    start_service(settings, config.musicgen)
+    start_service(settings, config.musicgen.engine_options())
     print(
         f"generation service on http://{settings.host}:{settings.port} "
         f"({settings.max_batch_size} slots per replica, {settings.batching} batching); Ctrl-C stops it",

@@ -1,37 +1,26 @@
 """Settings of the generation service: the ``[serve]`` table, plus ``[engine.musicgen]``.
 
-``ServeSettings`` is a pydantic model (unknown keys are errors) so that it can be hooked into the
-daemon's configuration as it is; :func:`load_generate_server_config` reads a TOML file with both
-tables for ``musicmed-stream generate-server --config FILE``.
+``ServeSettings`` is a configuration :class:`~musicmed_stream.bounds.Section` (strict, unknown keys
+refused) so that it can be hooked into the main configuration as it is;
+:func:`load_generate_server_config` reads a TOML file with both tables for
+``musicmed-stream generate-server --config FILE``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from musicmed_stream.bounds import Section
+from musicmed_stream.control.settings import is_loopback
+from musicmed_stream.engines.settings import MusicgenSettings
 from musicmed_stream.errors import ConfigError
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine.
-
-    The same rule as the control channel's; kept here while ``service.config`` is being
-    rewritten (the helper moves to ``control.settings``), to be replaced by an import then.
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class ServeSettings(BaseModel):
+class ServeSettings(Section):
     """The ``[serve]`` table.
 
     Attributes
@@ -77,7 +66,7 @@ class ServeSettings(BaseModel):
         e.g. two models, can share one proxy; a client's ``url`` then ends with the prefix).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    section = "serve"
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -111,13 +100,22 @@ class ServeSettings(BaseModel):
         return self.max_ongoing_requests or 4 * self.max_batch_size
 
 
-class GenerateServerConfig(BaseModel):
-    """What ``generate-server`` reads: ``[serve]`` and ``[engine.musicgen]`` (the engine's keywords)."""
+class ServedMusicgenSettings(MusicgenSettings):
+    """``[engine.musicgen]`` with the engine's best-of-N keys (the service scores candidates).
 
-    model_config = ConfigDict(extra="forbid")
+    To be folded into :class:`MusicgenSettings` once the main configuration documents them.
+    """
+
+    best_of: Annotated[int, Field(ge=1, le=16)] = 1
+    scorer: Literal["auto", "features", "clap"] = "auto"
+    clap_model: str = ""
+
+
+class GenerateServerConfig(Section):
+    """What ``generate-server`` reads: ``[serve]`` and ``[engine.musicgen]``."""
 
     serve: ServeSettings = Field(default_factory=ServeSettings)
-    musicgen: dict[str, Any] = Field(default_factory=dict)
+    musicgen: ServedMusicgenSettings = Field(default_factory=ServedMusicgenSettings)
 
 
 def load_generate_server_config(path: str | Path) -> GenerateServerConfig:
@@ -126,7 +124,7 @@ def load_generate_server_config(path: str | Path) -> GenerateServerConfig:
     Raises
     ------
     ConfigError
-        Unreadable TOML, or an invalid ``[serve]`` value (the message names the key).
+        Unreadable TOML, or an invalid value (the message names the key, e.g. ``serve.port``).
     """
     path = Path(path)
     try:
@@ -136,12 +134,7 @@ def load_generate_server_config(path: str | Path) -> GenerateServerConfig:
     engine = data.get("engine", {})
     musicgen = engine.get("musicgen", {}) if isinstance(engine, dict) else {}
     try:
-        return GenerateServerConfig(serve=data.get("serve", {}), musicgen=musicgen)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_first_error(exc)}") from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
+        serve = ServeSettings.from_dict(data.get("serve", {}))
+        return GenerateServerConfig(serve=serve, musicgen=ServedMusicgenSettings.from_dict(musicgen))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
