@@ -68,14 +68,14 @@ def build_daemon(config: Config) -> Daemon:
     """Engine, planning inputs, sink (with its fallback) and state folder: the daemon."""
     engine = build_engine(config)
     statistics, mapping = planning_inputs(config, engine)
-    sink = open_sink(config.sink)
-    log.info("sink: %s at %d Hz, block %d", sink.name, sink.sample_rate, sink.block_size)
     folder = state_dir(config)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"service.state_dir {folder} cannot be created: {exc}") from exc
     log.info("state folder: %s", folder.resolve())
+    sink = open_sink(config.sink, folder)
+    log.info("sink: %s at %d Hz, block %d", sink.name, sink.sample_rate, sink.block_size)
     return Daemon(config, engine, sink, folder, statistics=statistics, mapping=mapping)
 
 

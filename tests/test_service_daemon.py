@@ -340,20 +340,92 @@ def test_two_starts_at_once_leave_one_session_and_stop_stops_it(tmp_path: Path) 
     daemon = make_daemon(tmp_path, **{"session.minutes": 1.0})
 
     async def body(d: Daemon, events: list[Event]) -> Any:
-        first, second = await asyncio.gather(
-            d.start_session(StartOptions("sad", "calm")), d.start_session(StartOptions("tense", "happy"))
+        results = await asyncio.gather(
+            d.start_session(StartOptions("sad", "calm")),
+            d.start_session(StartOptions("tense", "happy")),  # a double tap, or a second companion
+            return_exceptions=True,
         )
+        await d.play(3.0)
+        replaced = await d.start_session(StartOptions("tense", "happy", replace=True))  # asked for
         await d.play(3.0)
         await d.stop(0.2)
         mark = len(events)
         await d.play(10.0)
-        return first, second, events[mark:]
+        return results, replaced, events[mark:]
 
-    (first, second, after), events = run_with(daemon, body)
+    ((first, second), replaced, after), events = run_with(daemon, body)
+    assert first.plan["start_label"] == "sad"
+    assert isinstance(second, MusicMedError) and "a session plays (sad -> calm" in str(second)
+    assert replaced.plan["start_label"] == "tense"
     assert len(of(events, "session_started")) == 2 and len(of(events, "session_ended")) == 2
     assert daemon.status().state == "idle"
     assert not [e for e in after if e.type == "segment_started"], "nothing of either session after the stop"
-    assert first.session_id != second.session_id
+
+
+def test_a_session_grows_and_shrinks_from_where_the_listener_is(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, **{"session.minutes": 0.5})
+
+    async def body(d: Daemon, events: list[Event]) -> tuple[Any, Any, float]:
+        info = await d.start_session(StartOptions("sad", "calm"))
+        await play_until(d, events, "segment_started", index=1)
+        longer = await d.extend(0.5)
+        shorter = await d.extend(-0.25)
+        await play_until(d, events, "session_ended", limit_s=120)
+        return info, (longer, shorter), d.status().total_s
+
+    (info, (longer, shorter), _), events = run_with(daemon, body)
+    n = len(info.plan["segments"])
+    assert (n, len(longer.plan["segments"]), len(shorter.plan["segments"])) == (10, 20, 15)
+    assert longer.plan["settings"]["minutes"] == 1.0 and shorter.plan["settings"]["minutes"] == 0.75
+    assert longer.plan["target"] == info.plan["target"], "the same destination, over a new length"
+    assert [s.index for s in of(events, "segment_started")] == list(range(len(shorter.plan["segments"])))
+    assert of(events, "session_ended")[0].played_s == pytest.approx(
+        shorter.plan["segments"][-1]["start_s"] + 4.0, abs=0.5
+    )
+    assert [c.reason for c in of(events, "plan_changed")] == ["length", "length"]
+
+
+def test_the_sleep_timer_fades_the_session_out(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, **{"session.minutes": 2.0})
+
+    async def body(d: Daemon, events: list[Event]) -> float | None:
+        await d.start_session(StartOptions("sad", "calm"))
+        await d.play(1.0)
+        left = await d.sleep_timer(0.1)  # six seconds more
+        assert d.status().sleep_timer_s == pytest.approx(6.0, abs=0.3)
+        await play_until(d, events, "session_ended", limit_s=30)
+        return left
+
+    left, events = run_with(daemon, body)
+    ended = of(events, "session_ended")[0]
+    assert left == 6.0 and ended.reason == "stopped"
+    assert ended.played_s == pytest.approx(7.0 + 0.5, abs=0.5)  # 1 s + 6 s + the fade
+
+
+def test_check_ins_and_sessions_go_into_the_listening_history(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, **{"session.minutes": 0.2})
+
+    async def body(d: Daemon, events: list[Event]) -> Any:
+        before = await d.check_in("before", VA(-0.6, 0.6))
+        info = await d.start_session(StartOptions("tense", "calm"))
+        await play_until(d, events, "session_ended")
+        after = await d.check_in("after", VA(0.4, -0.5))
+        await asyncio.sleep(0.1)
+        d._io.submit(lambda: None).result()
+        return before, info, after, await d.history(5)
+
+    (before, info, after, history), _ = run_with(daemon, body)
+    assert before.session_id is None and after.session_id == info.session_id
+    entry = history[0]
+    assert (entry["id"], entry["start_label"], entry["target_label"], entry["end_reason"]) == (
+        info.session_id,
+        "tense",
+        "calm",
+        "finished",
+    )
+    assert [(c["moment"], c["valence"]) for c in entry["checkins"]] == [("before", -0.6), ("after", 0.4)]
+    database = tmp_path / "state" / "history.sqlite"
+    assert database.stat().st_mode & 0o777 == 0o600, "nobody else may read it"
 
 
 def test_on_end_hold_keeps_playing_the_target_state(tmp_path: Path) -> None:

@@ -138,9 +138,9 @@ def test_presets_from_the_status_are_one_tap_starts(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with served_page(tmp_path / "profile") as served:
             page = served.page
-            # None offered (and no check-in command): neither row is shown.
+            # No preset offered: no row; the daemon takes check-ins, so that button is there.
             assert await page.evaluate("document.getElementById('presets').hidden")
-            assert await page.evaluate("document.getElementById('checkin-before').hidden")
+            assert not await page.evaluate("document.getElementById('checkin-before').hidden")
             served.controller.presets = [preset]
             await page.wait_for("!document.getElementById('presets').hidden", timeout=5)
             button = "document.querySelector('#presets button')"

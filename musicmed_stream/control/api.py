@@ -9,9 +9,12 @@ reaches into the other's internals, and this package imports nothing from the se
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from musicmed_stream.bounds import ClipSeconds, Minutes, PathShape, Temperature
 from musicmed_stream.emotion.point import VA
 
 State = str | VA
@@ -22,7 +25,11 @@ PlayState = Literal["idle", "playing", "paused", "stopping"]
 
 @dataclass(frozen=True)
 class StartOptions:
-    """A session request; ``None`` fields take the configured session defaults (``[session]``)."""
+    """A session request; ``None`` fields take the configured session defaults (``[session]``).
+
+    ``replace``: start even though a session plays (it fades out first); without it, a start
+    during a session is refused, so that a double tap or a second companion does not cut the
+    listener's session short."""
 
     start: State
     target: State
@@ -31,6 +38,39 @@ class StartOptions:
     path: Literal["line", "arc"] | None = None
     temperature: float | None = None
     seed: int | None = None
+    replace: bool = False
+
+
+class Preset(BaseModel):
+    """A named session offered as one tap (``[[presets]]`` in config.toml): where it leads, for
+    how long; ``from`` omitted: the listener says where they are (or the session default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=80)
+    from_: str | None = Field(None, alias="from", min_length=1, max_length=200)
+    to: str = Field(min_length=1, max_length=200)
+    minutes: Minutes | None = None
+    clip_seconds: ClipSeconds | None = None
+    path: PathShape | None = None
+    temperature: Temperature | None = None
+
+
+DEFAULT_PRESETS = (
+    Preset(name="Calm down, 15 min", to="calm", minutes=15),
+    Preset(name="Fall asleep, 30 min", to="sleepy", minutes=30),
+    Preset(name="Lift my mood, 20 min", to="happy", minutes=20),
+)
+
+
+@dataclass(frozen=True)
+class CheckInResult:
+    """A check-in was stored, with the session it belongs to (``None``: none yet)."""
+
+    session_id: str | None
+    moment: Literal["before", "after"]
+    valence: float
+    arousal: float
 
 
 @dataclass(frozen=True)
@@ -70,9 +110,14 @@ class Status:
         crossfaded clip grid) and the difference; 0 when idle.
     buffer_s : float
         Audio ready ahead of the play head.
-    volume : float
+    volume, max_volume : float
+        The volume, and the most any client may set (``playback.max_volume``).
+    sleep_timer_s : float or None
+        Session audio left until the sleep timer fades the session out.
     plan : dict or None
         ``Plan.to_dict()`` of the running session.
+    presets : list of dict
+        The configured presets (``Preset`` as JSON, ``from``/``to`` spelled so).
     """
 
     state: PlayState
@@ -93,7 +138,10 @@ class Status:
     remaining_s: float = 0.0
     buffer_s: float = 0.0
     volume: float = 1.0
+    max_volume: float = 1.0
+    sleep_timer_s: float | None = None
     plan: dict[str, Any] | None = None
+    presets: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SessionController(Protocol):
@@ -117,6 +165,22 @@ class SessionController(Protocol):
 
     def status(self) -> Status: ...
 
+    async def extend(self, minutes: float) -> Replanned:
+        """Make the running session ``minutes`` longer (negative: shorter), re-planned from where
+        the listener is."""
+        ...
+
+    async def sleep_timer(self, minutes: float | None) -> float | None:
+        """Fade the session out after ``minutes`` more of it (``None``: no timer); returns the
+        seconds left."""
+        ...
+
+    async def check_in(self, moment: Literal["before", "after"], point: VA) -> CheckInResult: ...
+
+    async def history(self, limit: int) -> list[dict[str, Any]]:
+        """The latest sessions, newest first, with their check-ins."""
+        ...
+
     def subscribe(self) -> asyncio.Queue[Any]:
         """A queue that receives every :class:`~musicmed_stream.control.events.Event` from now on."""
         ...
@@ -124,4 +188,15 @@ class SessionController(Protocol):
     def unsubscribe(self, queue: asyncio.Queue[Any]) -> None: ...
 
 
-__all__ = ["PlayState", "Replanned", "SessionController", "SessionInfo", "StartOptions", "State", "Status"]
+__all__ = [
+    "DEFAULT_PRESETS",
+    "CheckInResult",
+    "PlayState",
+    "Preset",
+    "Replanned",
+    "SessionController",
+    "SessionInfo",
+    "StartOptions",
+    "State",
+    "Status",
+]

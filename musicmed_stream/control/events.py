@@ -70,7 +70,7 @@ class PlanChanged(EventData):
     type: ClassVar[EventType] = "plan_changed"
     from_index: int = Field(description="First segment of the new path.")
     plan: Plan
-    reason: Literal["target", "resumed"]
+    reason: Literal["target", "resumed", "length"]
 
 
 class BufferLevel(EventData):

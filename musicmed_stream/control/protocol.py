@@ -24,6 +24,7 @@ from musicmed_stream.bounds import (
     Volume,
     error_key,
 )
+from musicmed_stream.control.api import Preset
 from musicmed_stream.control.events import EVENT_MODELS, EVENT_TYPES, Event, EventData, EventType
 from musicmed_stream.emotion.point import VA
 
@@ -121,6 +122,9 @@ class StartCommand(_Command):
     path: PathShape | None = None
     temperature: Temperature | None = None
     seed: Seed | None = None
+    replace: bool = Field(
+        default=False, description="Start even though a session plays (else refused: `rejected`)."
+    )
 
     _blank = field_validator("from_", "to")(_not_blank)
 
@@ -173,6 +177,38 @@ class StatusCommand(_Command):
     type: Literal["status"]
 
 
+class ExtendCommand(_Command):
+    """Make the running session longer (or, with negative minutes, shorter), re-planned from where
+    the listener is."""
+
+    type: Literal["extend"]
+    minutes: Annotated[float, Field(ge=-240, le=240, allow_inf_nan=False)]
+
+
+class SleepTimerCommand(_Command):
+    """Fade the session out after this many more minutes of it (``null``: no timer)."""
+
+    type: Literal["sleep_timer"]
+    minutes: Minutes | None
+
+
+class CheckinCommand(_Command):
+    """How the listener feels, tapped on the circle, before or after a session (stored in the
+    listening history with the session)."""
+
+    type: Literal["checkin"]
+    when: Literal["before", "after"]
+    valence: Coordinate
+    arousal: Coordinate
+
+
+class HistoryCommand(_Command):
+    """The latest sessions of the listening history, with their check-ins."""
+
+    type: Literal["history"]
+    limit: Annotated[int, Field(ge=1, le=500)] = 20
+
+
 class SubscribeCommand(_Command):
     """Receive ``event`` messages of these types (omitted: all types). Adds to earlier subscriptions."""
 
@@ -198,6 +234,10 @@ ClientMessage = Annotated[
     | StopCommand
     | VolumeCommand
     | StatusCommand
+    | ExtendCommand
+    | SleepTimerCommand
+    | CheckinCommand
+    | HistoryCommand
     | SubscribeCommand
     | UnsubscribeCommand,
     Field(discriminator="type"),
@@ -225,6 +265,7 @@ class HelloMessage(_Reply):
     auth_required: bool = Field(description="Whether the connection must still send ``auth``.")
     events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES))
     commands: list[str] = Field(default_factory=lambda: list(COMMAND_TYPES))
+    presets: list[Preset] = Field(default_factory=list, description="One-tap sessions the daemon offers.")
 
 
 class OkReply(_Reply):
@@ -316,4 +357,5 @@ def format_validation_error(exc: ValidationError) -> str:
 
 def dump(message: BaseModel) -> str:
     """Serialize a message as compact JSON with aliases (``from``); commands leave out unset options."""
-    return message.model_dump_json(by_alias=True, exclude_none=isinstance(message, _Command))
+    command = isinstance(message, _Command)
+    return message.model_dump_json(by_alias=True, exclude_none=command, exclude_unset=command)

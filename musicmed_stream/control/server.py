@@ -42,6 +42,7 @@ from musicmed_stream.control.api import SessionController, StartOptions
 from musicmed_stream.control.events import Event
 from musicmed_stream.control.ratelimit import TokenBucket
 from musicmed_stream.control.settings import ControlSettings, is_loopback
+from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.jsonable import to_jsonable
 
@@ -253,7 +254,12 @@ class _ClientSession:
         peer = self.ws.remote_address
         log.info("control client connected from %s", peer)
         try:
-            await self.send(p.HelloMessage(daemon_version=__version__, auth_required=not self.authenticated))
+            offered = to_jsonable(self.controller.status()).get("presets") or []
+            presets = [p.Preset.model_validate(preset) for preset in offered]
+            hello = p.HelloMessage(
+                daemon_version=__version__, auth_required=not self.authenticated, presets=presets
+            )
+            await self.send(hello)
             async for raw in self.ws:
                 if self.closing is None:
                     await self._handle_safely(raw)
@@ -373,6 +379,7 @@ class _ClientSession:
                     path=command.path,
                     temperature=command.temperature,
                     seed=command.seed,
+                    replace=command.replace,
                 )
                 return to_jsonable(await c.start_session(options))
             case p.SetTargetCommand():
@@ -389,6 +396,14 @@ class _ClientSession:
                 return {"volume": await c.set_volume(command.volume)}
             case p.StatusCommand():
                 return to_jsonable(c.status())
+            case p.ExtendCommand():
+                return to_jsonable(await c.extend(command.minutes))
+            case p.SleepTimerCommand():
+                return {"seconds_left": await c.sleep_timer(command.minutes)}
+            case p.CheckinCommand():
+                return to_jsonable(await c.check_in(command.when, VA(command.valence, command.arousal)))
+            case p.HistoryCommand():
+                return {"sessions": to_jsonable(await c.history(command.limit))}
             case p.SubscribeCommand():
                 self.subscribed |= set(command.events or p.EVENT_TYPES)
                 self._start_events()

@@ -221,13 +221,16 @@ def replan(
     *,
     mapping: TagMapping | None = None,
     vocabulary: tuple[Emotion, ...] | None = None,
+    match_clips: int = 0,
 ) -> Plan:
     """Re-plan the rest of a session toward a new target, from where the listener is.
 
     Segments before ``from_index`` are kept unchanged. From ``from_index`` on, the same clip
-    grid is re-planned from ``position`` to ``new_target``: the first re-planned clip sits at
-    ``position`` (no jump, no second match phase), the transition follows the plan's path
-    shape, and the settle phase is kept. Instrument and genre continue from the last kept clip,
+    grid is re-planned from ``position`` to ``new_target``: the listener was already met where
+    they are, so the first re-planned clip already takes the first step (``match_clips`` clips
+    stay at ``position`` first when asked: a new matching phase), the transition follows the
+    plan's path shape, and the settle phase is kept. Re-targets in quick succession therefore
+    never hold the music in place. Instrument and genre continue from the last kept clip,
     within the plan's clinical palette (``plan.settings``' exclusion lists).
 
     Parameters
@@ -258,7 +261,7 @@ def replan(
     target_va, target_label = _resolve(new_target, "target", vocabulary, mapping)
     kept = list(plan.segments[:from_index])
     grid = [(s.start_s, s.duration_s) for s in plan.segments[from_index:]]
-    progress = progress_schedule(len(grid), 1, settings.settle_clips)
+    progress = progress_schedule(len(grid), match_clips, settings.settle_clips)
     points = path_points(here, target_va, progress, settings.path, settings.arc_min_radius)
     meta = copy.deepcopy(plan.meta)
     replans = meta.setdefault("replans", [])

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -46,7 +47,11 @@ class SinkSettings(Section):
     latency : str or float
         sounddevice latency: ``"low"``, ``"high"`` or seconds.
     file : str
-        Recording path of the ``file`` sink (.wav or .flac).
+        Recording path of the ``file`` sink (.wav or .flac); a relative path lies in the state
+        folder, next to the event log, so that ``musicmed-stream evaluate STATE_DIR`` finds both.
+    file_max_mb : int
+        The recording is rotated (to ``NAME.1.wav``, replacing an older one) when it grows past
+        this many MB; 0 for no limit. Silence while no session plays is not recorded.
     fallback : {"none", "file", "null"}
         Sink to use when the sound card cannot be opened.
     speed : float
@@ -61,7 +66,8 @@ class SinkSettings(Section):
     channels: Annotated[int, Field(ge=1, le=2)] = 2
     block_size: Annotated[int, Field(ge=16, le=65536)] = 1024
     latency: Literal["low", "high"] | Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = "high"
-    file: str = "musicmed-stream.wav"
+    file: str = "recording.wav"
+    file_max_mb: Annotated[int, Field(ge=0, le=10**6)] = 1000
     fallback: Literal["none", "file", "null"] = "file"
     speed: Annotated[float, Field(ge=0.01, le=1000, allow_inf_nan=False)] = 1.0
 
@@ -188,7 +194,9 @@ class FileSink(PacedSink):
 
     The file is flushed about once a second so that it can be read while the daemon runs, and
     closed properly (header completed) on :meth:`stop`. WAV is written as 32-bit float so the
-    recording is bit-identical to the played samples.
+    recording is bit-identical to the played samples. While :attr:`idle` says nothing plays, silent
+    blocks are not recorded (an idle daemon would otherwise write 1.2 GB an hour of zeros); past
+    ``max_bytes`` the file is rotated to ``NAME.1.SUFFIX`` (one older file is kept).
     """
 
     name = "file"
@@ -200,11 +208,15 @@ class FileSink(PacedSink):
         channels: int,
         block_size: int,
         speed: float = 1.0,
+        max_bytes: int = 0,
     ) -> None:
         super().__init__(sample_rate, channels, block_size, speed)
-        self.path = Path(path)
+        self.path = Path(path).absolute()
         if self.path.suffix.lower() not in (".wav", ".flac"):
             raise SinkError(f"sink.file must end in .wav or .flac, got {self.path}")
+        self.max_bytes = max_bytes
+        self.idle: Callable[[], bool] | None = None  # set by the daemon: no program plays
+        self.frames_written = 0  # in the current file
         self._file: sf.SoundFile | None = None
         self._since_flush = 0
 
@@ -220,11 +232,27 @@ class FileSink(PacedSink):
 
     def _consume(self, block: np.ndarray) -> None:
         assert self._file is not None
+        if self.idle is not None and self.idle() and not block.any():
+            return
         self._file.write(block)
+        self.frames_written += block.shape[0]
         self._since_flush += block.shape[0]
         if self._since_flush >= self.sample_rate:
             self._file.flush()
             self._since_flush = 0
+            if self.max_bytes and self.path.stat().st_size > self.max_bytes:
+                self._rotate()
+
+    def _rotate(self) -> None:
+        """Keep the recording so far as ``NAME.1.SUFFIX`` and start a new file."""
+        self._close()
+        older = self.path.with_name(f"{self.path.stem}.1{self.path.suffix}")
+        os.replace(self.path, older)
+        log.info(
+            "recording %s reached %d MB: kept as %s, a new one begins", self.path, self.max_bytes >> 20, older
+        )
+        self.frames_written = 0
+        self._open()
 
     def _close(self) -> None:
         if self._file is not None:
@@ -360,8 +388,9 @@ def _device_arg(device: str) -> str | int | None:
     return int(device) if device.isdigit() else device
 
 
-def open_sink(settings: SinkSettings) -> Sink:
-    """Create the configured sink, falling back as configured when there is no sound card.
+def open_sink(settings: SinkSettings, folder: Path | None = None) -> Sink:
+    """Create the configured sink, falling back as configured when there is no sound card; a
+    relative ``sink.file`` lies in ``folder`` (the state folder).
 
     Raises
     ------
@@ -369,10 +398,15 @@ def open_sink(settings: SinkSettings) -> Sink:
         If the sound card cannot be used and ``fallback`` is ``"none"``, or the settings are bad.
     """
     fmt = (settings.sample_rate, settings.channels, settings.block_size)
+    recording = Path(settings.file).expanduser()
+    if folder is not None and not recording.is_absolute():
+        recording = folder / recording
+    file_options = {"speed": settings.speed, "max_bytes": settings.file_max_mb << 20}
     if settings.type == "null":
         return NullSink(*fmt, speed=settings.speed)
     if settings.type == "file":
-        return FileSink(settings.file, *fmt, speed=settings.speed)
+        log.info("recording to %s", recording.absolute())
+        return FileSink(recording, *fmt, **file_options)
     if settings.type != "sounddevice":
         raise SinkError(f"unknown sink type {settings.type!r}; choose one of {', '.join(SINK_TYPES)}")
     device = _device_arg(settings.device)
@@ -383,6 +417,8 @@ def open_sink(settings: SinkSettings) -> Sink:
         raise SinkError(f'{problem}; set sink.fallback = "file" to record instead')
     log.warning("%s; falling back to the %s sink", problem, settings.fallback)
     if settings.fallback == "file":
-        log.warning("recording to %s", settings.file)
-        return FileSink(settings.file, *fmt, speed=settings.speed)
+        log.warning(
+            'recording to %s instead (sink.fallback = "file"; silence is not recorded)', recording.absolute()
+        )
+        return FileSink(recording, *fmt, **file_options)
     return NullSink(*fmt, speed=settings.speed)

@@ -39,6 +39,7 @@ from musicmed_stream.bounds import (
     format_error,
 )
 from musicmed_stream.chain.config import ChainConfig
+from musicmed_stream.control.api import DEFAULT_PRESETS, Preset
 from musicmed_stream.control.settings import ControlSettings
 from musicmed_stream.engines.settings import EngineSettings
 from musicmed_stream.errors import ConfigError, MusicMedError
@@ -46,6 +47,7 @@ from musicmed_stream.planner.types import DEFAULT_EXCLUDE_GENRES, DEFAULT_EXCLUD
 from musicmed_stream.player.sinks import SinkSettings
 
 PALETTE_KEYS = ("exclude_genres", "exclude_instruments")
+TOP_LEVEL_LISTS = ("presets",)  # arrays of tables at the top of config.toml
 
 
 class SessionSettings(Section):
@@ -134,6 +136,27 @@ class Config(Section):
     playback: PlaybackSettings = Field(default_factory=PlaybackSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    # ``[[presets]]`` tables: one-tap sessions offered to the companions
+    presets: list[Preset] = Field(default_factory=lambda: list(DEFAULT_PRESETS), max_length=20)
+
+    @model_validator(mode="after")
+    def _presets_resolve(self) -> Config:
+        """Every preset's states resolve with the session's mapping, now rather than at the tap."""
+        from musicmed_stream.emotion import load_tag_mapping, resolve_state
+
+        names = [preset.name for preset in self.presets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"presets: two presets share a name ({', '.join(names)})")
+        mapping = load_tag_mapping(self.session.mapping or None)
+        for n, preset in enumerate(self.presets):
+            for key, spec in (("from", preset.from_), ("to", preset.to)):
+                if spec is None:
+                    continue
+                try:
+                    resolve_state(spec, mapping=mapping)
+                except MusicMedError as exc:
+                    raise ValueError(f"presets[{n}] {preset.name!r}: {key} = {spec!r}: {exc}") from None
+        return self
 
     def replace(self, **sections: Any) -> Config:
         """A copy with some sections replaced by other section objects."""
@@ -282,7 +305,9 @@ def _flatten(tree: dict[str, Any], source: str) -> dict[str, tuple[Any, str]]:
     def walk(prefix: str, table: dict[str, Any]) -> None:
         for key, value in table.items():
             dotted = f"{prefix}.{key}" if prefix else key
-            if dotted in sections:
+            if dotted in TOP_LEVEL_LISTS:
+                flat[dotted] = (value, source)
+            elif dotted in sections:
                 if not isinstance(value, dict):
                     raise ConfigError(f"{source}: [{dotted}] must be a table")
                 walk(dotted, value)
@@ -307,8 +332,10 @@ def _nest(flat: dict[str, tuple[Any, str]]) -> dict[str, Any]:
 
 
 def _source_of(exc: ValidationError, flat: dict[str, tuple[Any, str]]) -> str:
-    """Where the value behind the first error came from: the longest key it names."""
-    loc = [str(x) for x in exc.errors(include_url=False)[0]["loc"]]
+    """Where the value behind the first error came from: the longest key it names (a rule across
+    keys names its key at the start of its message: ``presets[1] ...``)."""
+    error = exc.errors(include_url=False)[0]
+    loc = [str(x) for x in error["loc"]] or [str(error["msg"]).removeprefix("Value error, ").split("[")[0]]
     for size in range(len(loc), 0, -1):
         dotted = ".".join(loc[:size])
         if dotted in flat:

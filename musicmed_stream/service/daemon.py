@@ -28,15 +28,18 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sqlite3
 import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from musicmed_stream.bounds import MAX_CLIPS, MAX_MINUTES, Minutes, check
 from musicmed_stream.chain import to_output
-from musicmed_stream.control.api import Replanned, SessionInfo, StartOptions, State, Status
+from musicmed_stream.control.api import CheckInResult, Replanned, SessionInfo, StartOptions, State, Status
 from musicmed_stream.control.events import Bridge as BridgeEvent
 from musicmed_stream.control.events import (
     BufferLevel,
@@ -52,14 +55,16 @@ from musicmed_stream.control.events import (
     VolumeChanged,
 )
 from musicmed_stream.control.events import ErrorReport as ErrorEvent
-from musicmed_stream.emotion import TagMapping, load_tag_mapping, resolve_state
+from musicmed_stream.emotion import TagMapping, check_va, load_tag_mapping, resolve_state
 from musicmed_stream.emotion.point import VA
 from musicmed_stream.engines.base import Engine
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.planner import (
+    Plan,
     PlanSettings,
     TagStatistics,
     builtin_palette,
+    clip_grid,
     load_jamendo_statistics,
     plan_session,
     replan,
@@ -69,7 +74,15 @@ from musicmed_stream.player.deck import Bridged, BridgePolicy, Deck, Ended, Hear
 from musicmed_stream.player.sinks import Sink
 from musicmed_stream.service.config import Config, event_log_path
 from musicmed_stream.service.eventlog import EventLog
-from musicmed_stream.service.producer import PlacedClip, Producer, ProducerSettings, Session, extended
+from musicmed_stream.service.history import HISTORY_FILE, History
+from musicmed_stream.service.producer import (
+    PlacedClip,
+    Producer,
+    ProducerSettings,
+    Session,
+    extended,
+    resized,
+)
 from musicmed_stream.service.state import SessionRecord, StateStore
 
 log = logging.getLogger(__name__)
@@ -152,6 +165,8 @@ class Daemon:
         self._lifecycle = asyncio.Lock()
         self._subscribers: list[asyncio.Queue[Event]] = []
         self._store = StateStore(state_dir) if state_dir is not None else None
+        self._history: History | None = None  # opened by start(), in the state folder
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         self._event_log: EventLog | None = None
         self._closing = threading.Event()
         self._feeder: threading.Thread | None = None
@@ -170,6 +185,13 @@ class Daemon:
         if log_path is not None:
             self._event_log = EventLog(log_path)
             log.info("event log: %s", log_path)
+        if hasattr(self.sink, "idle"):  # a recording skips the silence between sessions
+            self.sink.idle = lambda: not self.deck.active
+        if self.state_dir is not None:
+            try:
+                self._history = await asyncio.to_thread(History, self.state_dir / HISTORY_FILE)
+            except (OSError, sqlite3.Error) as exc:
+                log.error("listening history unavailable in %s: %s (playback goes on)", self.state_dir, exc)
         await asyncio.to_thread(self.sink.start, self.deck.ring)
         if not self._manual:
             # The feeder releases the GIL at every numpy call; with the default 5-ms switch
@@ -198,6 +220,9 @@ class Daemon:
         if self._feeder is not None:
             await asyncio.to_thread(self._feeder.join)
         self.producer.close()
+        await asyncio.to_thread(self._io.shutdown, wait=True)
+        if self._history is not None:
+            self._history.close()
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
         if self._event_log is not None:
@@ -250,6 +275,13 @@ class Daemon:
         plan = plan_session(start_va, target_va, settings, statistics, mapping=mapping)
         plan = dataclasses.replace(plan, start_label=start_label, target_label=target_label)
         async with self._lifecycle:
+            playing = self._session
+            if playing is not None and not options.replace and playing.end_reason != "stopped":
+                where = f"{_clock(self.played_seconds())} of {_clock(playing.plan.duration_s)}"
+                raise SessionError(
+                    f"a session plays ({playing.plan.start_label} -> {playing.plan.target_label}, {where}): "
+                    "lead it elsewhere with set_target, or start with replace to end it first"
+                )
             await self._stop(self.config.playback.skip_fade_seconds)
             session = Session(
                 session_id=uuid.uuid4().hex[:12], plan=plan, seed=settings.seed, on_end=defaults.on_end
@@ -258,7 +290,8 @@ class Daemon:
         return SessionInfo(session.session_id, plan.to_dict())
 
     async def set_target(self, target: State) -> Replanned:
-        """Re-plan the rest of the session toward ``target`` from where the listener is now."""
+        """Re-plan the rest of the session toward ``target`` from where the listener is now; the
+        first clip of the new path is cut in at once."""
         statistics, mapping = await self._planning()
         target_va, label = self._resolve(target, "target", mapping)
         async with self._lifecycle:
@@ -267,26 +300,86 @@ class Daemon:
             from_index = 0 if placed is None else placed.segment.index + 1
             position = session.plan.start if placed is None else placed.segment.va
             plan = extended(session.plan, from_index)
-            # The clinical palette as configured now (a SIGHUP that changes it applies to re-plans).
-            palette = {
-                k: tuple(getattr(self.config.session, k)) for k in ("exclude_genres", "exclude_instruments")
-            }
-            plan = dataclasses.replace(plan, settings=dataclasses.replace(plan.settings, **palette))
-            plan = replan(plan, from_index, position, target_va, statistics, mapping=mapping)
+            plan = self._replan(plan, from_index, position, target_va, statistics, mapping)
             plan = dataclasses.replace(plan, target_label=label)
-            session.halt()
-            self.deck.drop_future()
-            self.deck.reopen()
-            session.plan = plan
-            session.next_index = from_index
-            session.previous = None if placed is None else placed.next
-            session.cut_fade_s = self.config.playback.retarget_fade_seconds
-            session.final = False
-            self._ensure_producer(session)
-            session.wake.set()
+            self._adopt(session, plan, from_index, None if placed is None else placed.next, cut=True)
         log.info("re-targeted to %s from segment %d", label, from_index)
         self._emit(PlanChanged(from_index=from_index, plan=plan.to_dict(), reason="target"))
+        self._record(
+            History.target_changed,
+            session.session_id,
+            target_label=label,
+            target=(target_va.valence, target_va.arousal),
+        )
         return Replanned(from_index, plan.to_dict())
+
+    async def extend(self, minutes: float) -> Replanned:
+        """Make the session ``minutes`` longer (negative: shorter). What is scheduled plays on; the
+        rest of the path is re-planned over the new length, toward the same target."""
+        statistics, mapping = await self._planning()
+        async with self._lifecycle:
+            session = self._require_session()
+            old = session.plan
+            total = min(max(old.settings.minutes + minutes, 0.0), MAX_MINUTES)
+            settings = dataclasses.replace(old.settings, minutes=total)
+            wanted = len(clip_grid(settings)) if total > 0 else 0
+            playing = self._playing(session)
+            heard = 0 if playing is None else playing.segment.index
+            scheduled = max(session.next_index, heard + 1)
+            keep_scheduled = wanted > scheduled  # shortened below what is scheduled: re-plan from now
+            from_index = scheduled if keep_scheduled else heard + 1
+            count = max(wanted, from_index + 1 + old.settings.settle_clips)
+            if count - 1 < from_index or count > MAX_CLIPS:
+                raise SessionError(f"the session cannot be {total:g} minutes long from here")
+            anchor = old.segments[min(from_index, len(old.segments)) - 1] if from_index else None
+            position = old.start if anchor is None else anchor.va
+            plan = dataclasses.replace(resized(old, count), settings=settings)
+            plan = self._replan(plan, from_index, position, old.target, statistics, mapping)
+            plan = dataclasses.replace(plan, target_label=old.target_label)
+            previous = session.previous if keep_scheduled else None if playing is None else playing.next
+            self._adopt(session, plan, from_index, previous, cut=False, drop=not keep_scheduled)
+        log.info(
+            "session %s now %.1f min (%+g), re-planned from segment %d",
+            session.session_id,
+            total,
+            minutes,
+            from_index,
+        )
+        self._emit(PlanChanged(from_index=from_index, plan=plan.to_dict(), reason="length"))
+        return Replanned(from_index, plan.to_dict())
+
+    async def sleep_timer(self, minutes: float | None) -> float | None:
+        """Fade the session out once ``minutes`` more of it have played (``None``: cancel)."""
+        session = self._require_session()
+        if minutes is None:
+            session.stop_at = None
+            return None
+        check("minutes", Minutes, minutes)
+        played = self.deck.played_frames(self.deck.ring.frames_read)
+        session.stop_at = played + round(minutes * 60 * self.sample_rate)
+        log.info("sleep timer: the session fades out in %.1f min", minutes)
+        return minutes * 60.0
+
+    async def check_in(self, moment: Literal["before", "after"], point: VA) -> CheckInResult:
+        """Store how the listener feels (before or after a session) in the listening history."""
+        if self._history is None:
+            raise SessionError("the listening history needs a state folder (service.state_dir)")
+        va = check_va(point, "check-in")
+        session = self._session
+        current = session.session_id if session is not None and session.end_reason != "stopped" else None
+        # on the history's own thread, after what the daemon wrote before (a session's end)
+        loop = asyncio.get_running_loop()
+        given = await loop.run_in_executor(
+            self._io, self._history.check_in, moment, va.valence, va.arousal, current
+        )
+        return CheckInResult(given, moment, va.valence, va.arousal)
+
+    async def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest sessions of the listening history, newest first, with their check-ins."""
+        if self._history is None:
+            raise SessionError("the listening history needs a state folder (service.state_dir)")
+        entries = await asyncio.get_running_loop().run_in_executor(self._io, self._history.sessions, limit)
+        return [dataclasses.asdict(entry) for entry in entries]
 
     async def pause(self) -> None:
         self._require_session()
@@ -322,7 +415,14 @@ class Daemon:
 
     def status(self) -> Status:
         session = self._session
-        common = {"volume": self.deck.volume, "buffer_s": self.deck.buffered_seconds()}
+        common = {
+            "volume": self.deck.volume,
+            "max_volume": self.config.playback.max_volume,
+            "buffer_s": self.deck.buffered_seconds(),
+            "presets": [
+                preset.model_dump(by_alias=True, exclude_none=True) for preset in self.config.presets
+            ],
+        }
         if session is None:
             return Status(state="idle", **common)
         placed = session.current
@@ -342,6 +442,7 @@ class Daemon:
             played_s=played,
             total_s=total,
             remaining_s=max(total - played, 0.0),
+            sleep_timer_s=self._sleep_left(session),
             plan=session.plan.to_dict(),
             **tags,
             **common,
@@ -402,6 +503,19 @@ class Daemon:
             len(plan.segments),
         )
         self._emit(SessionStarted(session_id=session.session_id, plan=plan.to_dict()))
+        recording = getattr(self.sink, "path", None)
+        written = getattr(self.sink, "frames_written", None)
+        self._record(
+            History.session_started,
+            session.session_id,
+            start_label=plan.start_label,
+            target_label=plan.target_label,
+            start=(plan.start.valence, plan.start.arousal),
+            target=(plan.target.valence, plan.target.arousal),
+            planned_s=plan.duration_s,
+            recording=None if recording is None else str(recording),
+            recording_offset_s=None if written is None else written / self.sample_rate,
+        )
         self.producer.start(session)
 
     async def _stop(self, fade_seconds: float | None) -> None:
@@ -428,6 +542,46 @@ class Daemon:
             log.warning("session %s did not fade out in time; ending it", session.session_id)
             self.deck.stop()
             self._end_session(session)
+
+    def _replan(
+        self, plan: Plan, from_index: int, position: VA, target: VA, statistics: Any, mapping: Any
+    ) -> Plan:
+        """``replan`` with the clinical palette as configured now (a SIGHUP that changes it applies
+        to re-plans)."""
+        session_defaults = self.config.session
+        palette = {k: tuple(getattr(session_defaults, k)) for k in ("exclude_genres", "exclude_instruments")}
+        plan = dataclasses.replace(plan, settings=dataclasses.replace(plan.settings, **palette))
+        return replan(plan, from_index, position, target, statistics, mapping=mapping)
+
+    def _adopt(
+        self,
+        session: Session,
+        plan: Plan,
+        from_index: int,
+        previous: Any,
+        *,
+        cut: bool,
+        drop: bool = True,
+    ) -> None:
+        """Make ``plan`` the session's from ``from_index`` on (lifecycle lock held): what was being
+        made is dropped and, with ``drop``, what was scheduled but not started; with ``cut`` the
+        next clip cuts in at once."""
+        session.halt()
+        if drop:
+            self.deck.drop_future()
+        self.deck.reopen()
+        session.plan = plan
+        session.next_index = from_index
+        session.previous = previous
+        session.cut_fade_s = self.config.playback.retarget_fade_seconds if cut else None
+        session.final = False
+        self._ensure_producer(session)
+        session.wake.set()
+
+    def _record(self, method: Any, *args: Any, **kwargs: Any) -> None:
+        """Write to the listening history off the event loop (a failure is logged there, once)."""
+        if self._history is not None:
+            self._io.submit(method, self._history, *args, **kwargs)
 
     def _require_session(self) -> Session:
         session = self._session
@@ -540,12 +694,24 @@ class Daemon:
         period = self.config.playback.buffer_event_seconds * self.sample_rate
         if read - self._last_level >= period:
             self._last_level = read
-            self._emit(
-                BufferLevel(
-                    seconds=self.deck.buffered_seconds(), target_seconds=self.config.playback.buffer_seconds
-                )
-            )
+            target = self.config.playback.buffer_seconds
+            self._emit(BufferLevel(seconds=self.deck.buffered_seconds(), target_seconds=target))
+        self._sleep_timer(session)
         self._watchdog(session)
+
+    def _sleep_left(self, session: Session) -> float | None:
+        if session.stop_at is None:
+            return None
+        left = session.stop_at - self.deck.played_frames(self.deck.ring.frames_read)
+        return max(left, 0) / self.sample_rate
+
+    def _sleep_timer(self, session: Session) -> None:
+        """The sleep timer ran out: fade the session out (once)."""
+        left = self._sleep_left(session)
+        if left is not None and left <= 0 and session.end_reason != "stopped":
+            session.stop_at = None
+            log.info("sleep timer: fading the session out")
+            asyncio.get_running_loop().create_task(self.stop())
 
     def _watchdog(self, session: Session) -> None:
         """Restart a producer that died, or that makes no progress while the listener hears bridges."""
@@ -617,6 +783,7 @@ class Daemon:
         session.ended.set()
         log.info("session %s ended (%s) after %.1f s", session.session_id, session.end_reason, played)
         self._emit(SessionEnded(reason=session.end_reason, played_s=played))  # type: ignore[arg-type]
+        self._record(History.session_ended, session.session_id, played_s=played, reason=session.end_reason)
         if self._store is not None:
             self._store.clear()
 
@@ -672,6 +839,12 @@ def _producer_settings(config: Config) -> ProducerSettings:
 
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+def _clock(seconds: float) -> str:
+    """``754.5`` -> ``"12:34"``."""
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}:{rest:02d}"
 
 
 __all__ = ["Daemon", "SessionError"]

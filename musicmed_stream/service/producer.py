@@ -74,6 +74,7 @@ class Session:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     busy_since: float | None = None  # monotonic time the producer began the clip it works on
+    stop_at: int | None = None  # sleep timer: program frames after which the session fades out
     cancel: threading.Event | None = None
     task: asyncio.Task[None] | None = None
 
@@ -194,7 +195,8 @@ class Producer:
             waiter = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(waiter)
             session.wake.set()
-            await waiter
+            # the producer may be cancelled (a stop) before it goes idle again: wait for either
+            await asyncio.wait([waiter, session.task], return_when=asyncio.FIRST_COMPLETED)
 
     async def _wait_for_work(self, session: Session) -> None:
         while not self.has_work(session):
@@ -437,4 +439,13 @@ def extended(plan: Plan, from_index: int) -> Plan:
     return dataclasses.replace(plan, segments=plan.segments + extra)
 
 
-__all__ = ["PlacedClip", "Producer", "ProducerSettings", "Session", "extended", "hold_segment"]
+def resized(plan: Plan, count: int) -> Plan:
+    """``plan`` with exactly ``count`` segments: held segments appended, or the last ones cut."""
+    if count <= len(plan.segments):
+        return dataclasses.replace(plan, segments=plan.segments[:count])
+    fraction = plan.settings.crossfade_fraction
+    extra = tuple(hold_segment(plan.segments[-1], i, fraction) for i in range(len(plan.segments), count))
+    return dataclasses.replace(plan, segments=plan.segments + extra)
+
+
+__all__ = ["PlacedClip", "Producer", "ProducerSettings", "Session", "extended", "hold_segment", "resized"]

@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from musicmed_stream.control.api import Replanned, SessionInfo, StartOptions, State
+from musicmed_stream.control.api import CheckInResult, Replanned, SessionInfo, StartOptions, State
 from musicmed_stream.control.events import EVENT_MODEL, Event
 from musicmed_stream.emotion import VA
 from musicmed_stream.errors import MusicMedError, UnknownEmotionError
@@ -95,6 +95,7 @@ class FakeController:
         self._since: float | None = None
         # Set by a test to offer presets in ``status()`` (the page shows them as buttons).
         self.presets: list[dict[str, Any]] | None = None
+        self.checkins: list[tuple[str, float, float]] = []
 
     def names(self) -> str:
         """The controller methods called so far, in order, space-separated."""
@@ -210,6 +211,26 @@ class FakeController:
             "plan": self.plan,
             **self.times(),
         } | ({"presets": self.presets} if self.presets is not None else {})
+
+    async def extend(self, minutes: float) -> Replanned:
+        self._check("extend", minutes)
+        self._require_session()
+        assert self.plan is not None
+        return Replanned(self.index + 1, self.plan)
+
+    async def sleep_timer(self, minutes: float | None) -> float | None:
+        self._check("sleep_timer", minutes)
+        self._require_session()
+        return None if minutes is None else minutes * 60.0
+
+    async def check_in(self, moment: str, point: VA) -> CheckInResult:
+        self._check("check_in", (moment, point))
+        self.checkins.append((moment, point.valence, point.arousal))
+        return CheckInResult("s1" if self.state != "idle" else None, moment, point.valence, point.arousal)  # type: ignore[arg-type]
+
+    async def history(self, limit: int) -> list[dict[str, Any]]:
+        self._check("history", limit)
+        return []
 
     def subscribe(self) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)

@@ -470,7 +470,8 @@ function showControls() {
 
 // Presets and the check-in appear only when the daemon offers them.
 function showFeatures() {
-  const presets = state.helloPresets || (Array.isArray(state.status.presets) ? state.status.presets : []);
+  // The status's list is the live one (a reloaded configuration); hello's serves until it comes.
+  const presets = Array.isArray(state.status.presets) ? state.status.presets : state.helloPresets || [];
   const key = JSON.stringify(presets);
   if (ui.presets.dataset.key !== key) {
     ui.presets.dataset.key = key;
@@ -782,7 +783,9 @@ function startFields() {
 }
 
 function doStart(fields) {
-  command("start", fields).then(() => send("status")).then(applyStatus, () => {});
+  // The listener confirmed in the dialog when a session plays: the daemon refuses otherwise.
+  const confirmed = active() ? { ...fields, replace: true } : fields;
+  command("start", confirmed).then(() => send("status")).then(applyStatus, () => {});
 }
 
 // Start while a session plays asks first (in the page: window.confirm is blocked in kiosks and
