@@ -252,7 +252,7 @@ class _ClientSession:
 
     async def run(self) -> None:
         peer = self.ws.remote_address
-        log.info("control client connected from %s", peer)
+        log.debug("control client connected from %s", peer)
         try:
             offered = to_jsonable(self.controller.status()).get("presets") or []
             presets = [p.Preset.model_validate(preset) for preset in offered]
@@ -267,7 +267,7 @@ class _ClientSession:
             pass
         finally:
             await self._stop_events()
-            log.info("control client %s gone (%s)", peer, self.ws.close_code)
+            log.debug("control client %s gone (%s)", peer, self.ws.close_code)
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Start the closing handshake; the receive loop keeps draining (and ignoring) messages

@@ -30,8 +30,11 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # journald adds the time
 
 
 def configure_logging(level: str) -> None:
-    """Log to stderr (journald-friendly: no timestamps of our own)."""
+    """Log to stderr (journald-friendly: no timestamps of our own). A control client's connection
+    is not news at INFO (every ``ctl`` call makes one): websockets' own lines start at WARNING."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 async def start_control(daemon: Daemon, config: Config) -> Any:
