@@ -30,6 +30,7 @@ def build_engine(config: Config) -> Engine:
         settings.name,
         builtin=settings.builtin.engine_options(config.chain.crossfade_fraction),
         musicgen=settings.musicgen.engine_options(),
+        remote=settings.remote.engine_options(),
     )
     log.info("engine: %s (%d Hz, %d channel(s))", engine.name, engine.sample_rate, engine.channels)
     return engine

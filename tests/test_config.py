@@ -9,7 +9,7 @@ import pytest
 
 from musicmed_stream.bounds import Section
 from musicmed_stream.chain import ChainConfig
-from musicmed_stream.engines.settings import BuiltinSettings, EngineSettings, MusicgenSettings
+from musicmed_stream.engines.settings import BuiltinSettings, EngineSettings, MusicgenSettings, RemoteSettings
 from musicmed_stream.errors import ConfigError
 from musicmed_stream.service.config import (
     Config,
@@ -20,6 +20,7 @@ from musicmed_stream.service.config import (
     needs_restart,
     state_dir,
 )
+from musicmed_stream.serving.settings import ServeSettings
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
 
@@ -55,8 +56,11 @@ def test_the_repository_config_lists_every_setting_with_its_default() -> None:
     assert set(tree["chain"]) == toml_keys(ChainConfig)
     for name in ("sink", "session", "playback", "control", "service"):
         assert set(tree[name]) == toml_keys(type(getattr(Config(), name))), name
-    assert set(tree["engine"]) - {"builtin", "musicgen"} == toml_keys(EngineSettings)
+    assert set(tree["engine"]) - {"builtin", "musicgen", "remote"} == toml_keys(EngineSettings)
     assert set(tree["engine"]["musicgen"]) == toml_keys(MusicgenSettings)
+    assert set(tree["engine"]["remote"]) == toml_keys(RemoteSettings)
+    optional = {"max_columns", "max_ongoing_requests", "autoscaling"}  # None by default: not in TOML
+    assert set(tree["serve"]) == toml_keys(ServeSettings) - optional
     documented = set(tree["engine"].get("builtin", {})) | commented_keys(text, "engine.builtin")
     assert documented == toml_keys(BuiltinSettings)
 

@@ -260,3 +260,66 @@ def test_service_killed_mid_clip_then_back(service):
     after = engine.generate(seg(0), None, seed=3)
     assert isinstance(after, Clip)
     np.testing.assert_array_equal(after.audio, before.audio)
+
+
+def test_two_daemons_on_one_service_cover_for_it_while_it_is_down_and_use_it_again(service):
+    """Two daemons play their own sessions from the service; its replica is killed mid-session:
+    both go on (the built-in engine makes what the service cannot, no gap), and take clips from
+    the service again once Serve has replaced the replica."""
+    import asyncio
+
+    from musicmed_stream.control.api import StartOptions
+    from musicmed_stream.player.sinks import ManualSink
+    from musicmed_stream.service.config import load_config
+    from musicmed_stream.service.daemon import Daemon
+
+    overrides = {
+        "session.clip_seconds": 1.0,
+        "session.minutes": 0.5,
+        "session.jamendo": "",
+        "playback.buffer_seconds": 2.0,
+        "playback.volume": 1.0,
+        "engine.retries": 1,
+        "engine.retry_backoff_seconds": 0.1,
+        "service.warmup": False,
+    }
+    config = load_config(env={}, overrides=overrides)
+
+    def daemon() -> Daemon:
+        engine = client(service, timeout_s=2.0, retry_budget_s=1.0, backoff_s=0.1, max_backoff_s=0.3)
+        return Daemon(config, engine, ManualSink(SR, 1, 512), None)
+
+    async def main() -> list[list]:
+        daemons = [daemon(), daemon()]
+        queues = []
+        for d in daemons:
+            await d.start()
+            queues.append(d.subscribe())
+        try:
+            for seed, d in enumerate(daemons):
+                await d.start_session(StartOptions("sad", "calm", seed=seed))
+            await asyncio.gather(*(d.play(3.0) for d in daemons))
+            pid = daemons[0].engine.info()["pid"]
+            os.kill(pid, signal.SIGKILL)  # the service's replica dies mid-session
+            await asyncio.gather(*(d.play(6.0) for d in daemons))
+            deadline = time.monotonic() + 120
+            while True:  # Serve replaces the replica; the daemons play on meanwhile
+                try:
+                    if await asyncio.to_thread(lambda: daemons[0].engine.info()["pid"]):
+                        break
+                except (ServiceUnavailableError, RemoteRequestError):
+                    pass
+                assert time.monotonic() < deadline, "the service did not come back"
+                await asyncio.gather(*(d.play(0.5) for d in daemons))
+            await asyncio.gather(*(d.play(12.0) for d in daemons))
+            return [[q.get_nowait() for _ in range(q.qsize())] for q in queues]
+        finally:
+            for d in daemons:
+                await d.close(0.05)
+
+    for events in asyncio.run(main()):
+        engines = [e.data.engine for e in events if e.type == "segment_started"]
+        assert engines[0] == "remote" and "builtin" in engines, engines
+        assert engines[-1] == "remote", "back on the service once it is"
+        assert any("built-in engine takes over" in e.data.message for e in events if e.type == "error")
+        assert not [e for e in events if e.type == "underrun"]

@@ -17,6 +17,8 @@ def run(args: argparse.Namespace) -> int:
         "engine.builtin.soundfont": args.soundfont,
         "engine.musicgen.model": args.model,
         "engine.musicgen.adapter": args.adapter,
+        "engine.musicgen.best_of": args.best_of,
+        "engine.remote.best_of": args.best_of,
     }
     config = config_from_args(args, overrides)
     engine = build_engine(config)  # the daemon's engine, built the daemon's way
@@ -70,6 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group.add_argument("--model", help="MusicGen model id or folder (engine musicgen/auto)")
     group.add_argument("--adapter", help="LoRA adapter folder (engine musicgen/auto)")
+    group.add_argument(
+        "--best-of",
+        type=int,
+        metavar="N",
+        help="MusicGen (local or remote): N candidates per clip, the best fit to the planned emotion kept "
+        "(scores in clips/clip_NNN.json)",
+    )
     group.add_argument("--out", default="out", metavar="DIR", help="output folder (default ./out)")
     group.add_argument("--format", choices=FORMATS, default="wav", help="session file format (default wav)")
     group.add_argument(

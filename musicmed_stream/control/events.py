@@ -62,6 +62,10 @@ class SegmentStarted(EventData):
     )
     played_s: float = Field(description="Session audio heard so far (pauses excluded): here, ``start_s``.")
     total_s: float = Field(description="Played length of the whole plan (the crossfaded clip grid).")
+    engine: str = Field("", description="The engine that made the clip (``builtin`` when it covered).")
+    best_of: dict[str, Any] | None = Field(
+        None, description="Best-of-N: every candidate's scores against the plan, and the one chosen."
+    )
 
 
 class PlanChanged(EventData):

@@ -1,4 +1,4 @@
-"""Create an engine by name: ``builtin``, ``musicgen`` or ``auto``.
+"""Create an engine by name: ``builtin``, ``musicgen``, ``remote`` or ``auto``.
 
 ``auto`` picks MusicGen when it can serve (its libraries import and its weights are on this
 machine) and the built-in engine otherwise, saying why.
@@ -14,15 +14,22 @@ from musicmed_stream.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("auto", "builtin", "musicgen")
+ENGINE_NAMES = ("auto", "builtin", "musicgen", "remote")
 
 
 def create_engine(
-    name: str, builtin: dict[str, Any] | None = None, musicgen: dict[str, Any] | None = None
+    name: str,
+    builtin: dict[str, Any] | None = None,
+    musicgen: dict[str, Any] | None = None,
+    remote: dict[str, Any] | None = None,
 ) -> Engine:
     """Build the engine ``name`` with its own options (keyword arguments of its constructor)."""
     builtin = builtin or {}
     musicgen = musicgen or {}
+    if name == "remote":
+        from musicmed_stream.engines.remote import RemoteEngine
+
+        return RemoteEngine(**(remote or {}))
     if name not in ENGINE_NAMES:
         raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
     if name == "auto":

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from musicmed_stream.bounds import Section
 
-EngineName = Literal["auto", "builtin", "musicgen"]
+EngineName = Literal["auto", "builtin", "musicgen", "remote"]
 
 
 class BuiltinSettings(Section):
@@ -55,6 +55,10 @@ class MusicgenSettings(Section):
     decode_impl: Literal["auto", "hf", "static"] = "auto"
     cuda_graph: bool = True
     compile: bool = False
+    # best-of-N: candidates per segment in one batch, the one nearest the planned emotion kept
+    best_of: Annotated[int, Field(ge=1, le=16)] = 1
+    scorer: Literal["auto", "features", "clap"] = "auto"
+    clap_model: str = ""
 
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments of the MusicGen engine (an empty adapter means none)."""
@@ -63,13 +67,47 @@ class MusicgenSettings(Section):
         return options
 
 
+class RemoteSettings(Section):
+    """``[engine.remote]``: MusicGen served by a generation service (docs/serving.md).
+
+    The daemon covers for a slow or unreachable service as for any engine: it retries
+    (``engine.retries``), plays a loop of the last clip meanwhile, and has the built-in engine
+    make the segments the service cannot; the service is asked again for the next clip.
+    """
+
+    section = "engine.remote"
+
+    url: str = "http://127.0.0.1:8000"
+    token: Annotated[str, Field(max_length=4096)] = ""
+    timeout_s: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)] = 30.0
+    connect_timeout_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 3.0
+    retry_budget_s: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = 20.0
+    backoff_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 0.25
+    max_backoff_s: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)] = 4.0
+    tail_seconds: Annotated[float, Field(ge=0, le=30, allow_inf_nan=False)] = 10.0
+    best_of: Annotated[int, Field(ge=1, le=16)] = 1
+    sample_rate: Annotated[int, Field(ge=8000, le=192000)] = 32000
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~musicmed_stream.engines.remote.RemoteEngine`."""
+        return self.model_dump()
+
+
 class EngineSettings(Section):
     """``[engine]``: which engine, and the options of each.
 
     Attributes
     ----------
-    name : {"auto", "builtin", "musicgen"}
-        ``auto``: MusicGen where its libraries and weights are on this machine, else the built-in engine.
+    name : {"auto", "builtin", "musicgen", "remote"}
+        ``auto``: MusicGen where its libraries and weights are on this machine, else the built-in
+        engine; ``remote``: a generation service shared by many daemons (``[engine.remote]``).
     stream : bool
         Play a streaming engine's (MusicGen's) first decoded chunks while the rest of the clip is
         generated, when a clip is needed at once (the first clip, a re-target, a late clip).
@@ -86,6 +124,7 @@ class EngineSettings(Section):
     retry_backoff_seconds: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 0.5
     builtin: BuiltinSettings = Field(default_factory=BuiltinSettings)
     musicgen: MusicgenSettings = Field(default_factory=MusicgenSettings)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
 
 
-__all__ = ["BuiltinSettings", "EngineName", "EngineSettings", "MusicgenSettings"]
+__all__ = ["BuiltinSettings", "EngineName", "EngineSettings", "MusicgenSettings", "RemoteSettings"]

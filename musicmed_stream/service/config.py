@@ -45,6 +45,7 @@ from musicmed_stream.engines.settings import EngineSettings
 from musicmed_stream.errors import ConfigError, MusicMedError
 from musicmed_stream.planner.types import DEFAULT_EXCLUDE_GENRES, DEFAULT_EXCLUDE_INSTRUMENTS
 from musicmed_stream.player.sinks import SinkSettings
+from musicmed_stream.serving.settings import ServeSettings
 
 PALETTE_KEYS = ("exclude_genres", "exclude_instruments")
 TOP_LEVEL_LISTS = ("presets",)  # arrays of tables at the top of config.toml
@@ -136,6 +137,7 @@ class Config(Section):
     playback: PlaybackSettings = Field(default_factory=PlaybackSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)  # generate-server (docs/serving.md)
     # ``[[presets]]`` tables: one-tap sessions offered to the companions
     presets: list[Preset] = Field(default_factory=lambda: list(DEFAULT_PRESETS), max_length=20)
 
@@ -166,6 +168,7 @@ class Config(Section):
 # Keys whose change only takes effect after a restart (SIGHUP reports them).
 RESTART_KEYS = (
     "engine",
+    "serve",
     "chain",
     "sink",
     "control",

@@ -59,6 +59,7 @@ from musicmed_stream.emotion import TagMapping, check_va, load_tag_mapping, reso
 from musicmed_stream.emotion.point import VA
 from musicmed_stream.engines.base import Engine
 from musicmed_stream.errors import MusicMedError
+from musicmed_stream.jsonable import to_jsonable
 from musicmed_stream.planner import (
     Plan,
     PlanSettings,
@@ -760,6 +761,8 @@ class Daemon:
                 start_s=position / self.sample_rate,
                 played_s=position / self.sample_rate,
                 total_s=session.plan.duration_s,
+                engine=placed.engine,
+                best_of=to_jsonable(placed.info.get("best_of")),
             )
         )
         if self._store is not None:

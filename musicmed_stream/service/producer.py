@@ -53,6 +53,7 @@ class PlacedClip:
     next: Continuation | None = None
     engine: str = ""
     generate_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)  # the engine's facts (best-of scores, ...)
 
 
 @dataclass
@@ -282,10 +283,10 @@ class Producer:
         pending = worker.submit(self._make_clip, engine, segment, previous, seed, cancel)
         if self.settings.standins and engine is self.engine and self.fallback is not None:
             await self._stand_in_while(session, pending, segment, seed, generation)
-        audio, following = await pending
+        audio, following, info = await pending
         if generation != session.generation:
             return None
-        placed.next, placed.generate_s = following, time.perf_counter() - started
+        placed.next, placed.generate_s, placed.info = following, time.perf_counter() - started, info
         self._schedule(session, audio, Label("clip", segment.index, placed))
         return placed
 
@@ -296,13 +297,13 @@ class Producer:
         previous: Continuation | None,
         seed: int,
         cancel: threading.Event,
-    ) -> tuple[np.ndarray, Continuation]:
+    ) -> tuple[np.ndarray, Continuation, dict[str, Any]]:
         """Generate and prepare one whole clip (engine thread)."""
         clip = engine.generate(segment, previous, seed=seed, cancel=cancel)
         if cancel.is_set():
             raise GenerationCancelled(f"segment {segment.index} abandoned")
         prepared = to_output(clip.audio, clip.sample_rate, self.rate, self.channels, self.chain)
-        return prepared.audio, self._continuation(clip)
+        return prepared.audio, self._continuation(clip), dict(clip.info)
 
     def _continuation(self, clip: Clip) -> Continuation:
         tail = conditioning_tail(clip.audio, clip.sample_rate, self.chain)
@@ -342,6 +343,7 @@ class Producer:
                         raise GenerationCancelled(f"segment {segment.index} abandoned")
                     if isinstance(item, Clip):
                         rest = streamer.close()
+                        placed.info = dict(item.info)
                         loop.call_soon_threadsafe(pieces.put_nowait, rest)
                         loop.call_soon_threadsafe(pieces.put_nowait, self._continuation(item))
                     else:
@@ -391,7 +393,7 @@ class Producer:
                 if standin.exception() is not None:
                     log.warning("built-in stand-in clip failed: %s", standin.exception())
                     return
-                audio, _ = standin.result()
+                audio, _, _ = standin.result()
                 self.deck.append(
                     audio, Label("bridge", segment.index, STANDIN), fade_s=self.settings.bridge_fade_seconds
                 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -100,22 +100,11 @@ class ServeSettings(Section):
         return self.max_ongoing_requests or 4 * self.max_batch_size
 
 
-class ServedMusicgenSettings(MusicgenSettings):
-    """``[engine.musicgen]`` with the engine's best-of-N keys (the service scores candidates).
-
-    To be folded into :class:`MusicgenSettings` once the main configuration documents them.
-    """
-
-    best_of: Annotated[int, Field(ge=1, le=16)] = 1
-    scorer: Literal["auto", "features", "clap"] = "auto"
-    clap_model: str = ""
-
-
 class GenerateServerConfig(Section):
     """What ``generate-server`` reads: ``[serve]`` and ``[engine.musicgen]``."""
 
     serve: ServeSettings = Field(default_factory=ServeSettings)
-    musicgen: ServedMusicgenSettings = Field(default_factory=ServedMusicgenSettings)
+    musicgen: MusicgenSettings = Field(default_factory=MusicgenSettings)
 
 
 def load_generate_server_config(path: str | Path) -> GenerateServerConfig:
@@ -135,6 +124,6 @@ def load_generate_server_config(path: str | Path) -> GenerateServerConfig:
     musicgen = engine.get("musicgen", {}) if isinstance(engine, dict) else {}
     try:
         serve = ServeSettings.from_dict(data.get("serve", {}))
-        return GenerateServerConfig(serve=serve, musicgen=ServedMusicgenSettings.from_dict(musicgen))
+        return GenerateServerConfig(serve=serve, musicgen=MusicgenSettings.from_dict(musicgen))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
