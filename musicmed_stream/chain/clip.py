@@ -7,7 +7,9 @@ and return a new float32 ``(frames, channels)`` array.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyloudnorm
@@ -156,8 +158,7 @@ def denoise(
         return data.copy()
     bin_hz = sample_rate / (n_fft / 2)
     smooth = freq_smooth_hz if freq_smooth_hz >= bin_hz else None
-    # Imported here: noisereduce imports torch (about a second), which no other command needs.
-    import noisereduce
+    noisereduce = _noisereduce()
 
     reduced = noisereduce.reduce_noise(
         y=data.T,
@@ -191,6 +192,22 @@ def denoise_as(audio: np.ndarray, sample_rate: int, config: ChainConfig) -> np.n
         freq_smooth_hz=config.denoise_freq_smooth_hz,
         noise_quantile=config.denoise_noise_quantile,
     )
+
+
+def _noisereduce() -> Any:
+    """noisereduce, imported on first use without torch: noisereduce tries to import torch for its
+    GPU gate, which this chain never uses, and torch costs about a second and 180 MB of memory on a
+    small box. Where torch is loaded anyway (MusicGen in this process) it is simply shared."""
+    if "noisereduce" in sys.modules or "torch" in sys.modules:
+        import noisereduce
+
+        return noisereduce
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes ``import torch`` fail, once
+    try:
+        import noisereduce
+    finally:
+        del sys.modules["torch"]
+    return noisereduce
 
 
 def _denoise_chunk(frames: int, n_fft: int, chunked: bool) -> int:
