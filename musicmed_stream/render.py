@@ -36,7 +36,15 @@ import numpy as np
 from tqdm import tqdm
 
 from musicmed_stream.audio_io import AudioWriter, read_audio, write_audio, write_text_atomic
-from musicmed_stream.chain import ChainConfig, OutputClip, as_frames, conditioning_tail, to_output
+from musicmed_stream.chain import (
+    ChainConfig,
+    OutputClip,
+    as_frames,
+    conditioning_tail,
+    piece_frames,
+    prepare_in_pieces,
+    to_output,
+)
 from musicmed_stream.engines.base import Clip, Continuation, Engine, clip_seed
 from musicmed_stream.errors import AudioError, MusicMedError
 from musicmed_stream.jsonable import normalized, to_jsonable
@@ -142,6 +150,7 @@ def render_session(
     block_frames: int = 16384,
     on_clip: Callable[[ClipRecord], None] | None = None,
     chain_workers: int = 2,
+    stream_first: bool = True,
 ) -> RenderResult:
     """Render ``plan`` with ``engine`` into ``out_dir``, continuing an interrupted render there.
 
@@ -180,6 +189,9 @@ def render_session(
         Threads preparing clips (:func:`~musicmed_stream.chain.to_output`) while the engine runs;
         numpy, scipy's FFT and filters release the GIL in the heavy parts. The output does not
         depend on it.
+    stream_first : bool
+        With a streaming engine, prepare the first clip piece by piece as the daemon does when it
+        streams it (``engine.stream``, the daemon's default): the same session, the same samples.
 
     Raises
     ------
@@ -208,6 +220,9 @@ def render_session(
     player = _Player(
         paths["session"], rate, int(engine.channels), chain_config, block_frames, end_fade_s, sample_format
     )
+    # The daemon plays a program's first clip as a streaming engine hands it over, prepared piece
+    # by piece: so does the render, and both give the same samples.
+    player.first_pieces = piece_frames(engine) if stream_first else None
     timings = {"generate": 0.0, "chain": 0.0, "write": 0.0}
     records: list[ClipRecord] = []
     previous: Continuation | None = None
@@ -234,7 +249,7 @@ def render_session(
                 timings["write"] += time.perf_counter() - t0
             if on_clip is not None:
                 on_clip(record)
-            prepared = prepare_pool.submit(player.prepare, record)
+            prepared = prepare_pool.submit(player.prepare, record, segment.index == plan.segments[0].index)
             mixed.append(mix_thread.submit(player.mix, record, prepared, segment.index == last))
             previous = Continuation(
                 tail=conditioning_tail(record.audio, record.sample_rate, chain_config),
@@ -304,12 +319,17 @@ class _Player:
         self.writer = AudioWriter(path, sample_rate, channels, subtype=sample_format)
         self.midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
         self.seconds = 0.0  # summed over the chain's threads
+        self.first_pieces: int | None = None  # streamed first clip: its pieces' frames
         self._lock = threading.Lock()
 
-    def prepare(self, record: ClipRecord) -> OutputClip:
+    def prepare(self, record: ClipRecord, first: bool = False) -> OutputClip:
         """The clip-level chain (pure, any thread)."""
         t0 = time.perf_counter()
-        prepared = to_output(record.audio, record.sample_rate, self.sample_rate, self.channels, self.config)
+        output = (record.audio, record.sample_rate, self.sample_rate, self.channels, self.config)
+        if first and self.first_pieces:
+            prepared = prepare_in_pieces(*output, self.first_pieces)
+        else:
+            prepared = to_output(*output)
         self._add_seconds(time.perf_counter() - t0)
         return prepared
 

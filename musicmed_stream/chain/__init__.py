@@ -26,7 +26,7 @@ from musicmed_stream.chain.clip import (
 )
 from musicmed_stream.chain.config import ChainConfig
 from musicmed_stream.chain.crossfade import equal_power_gains, overlap_frames
-from musicmed_stream.chain.stream import ClipStreamer
+from musicmed_stream.chain.stream import ClipStreamer, piece_frames, prepare_in_pieces
 
 __all__ = [
     "BlockProcessor",
@@ -43,7 +43,9 @@ __all__ = [
     "match_channels",
     "normalize_loudness",
     "overlap_frames",
+    "piece_frames",
     "prepare_clip",
+    "prepare_in_pieces",
     "resample",
     "sound_bounds",
     "to_output",

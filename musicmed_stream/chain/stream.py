@@ -17,6 +17,7 @@ import numpy as np
 import soxr
 
 from musicmed_stream.chain.clip import (
+    OutputClip,
     denoise_as,
     integrated_loudness,
     match_channels,
@@ -47,6 +48,7 @@ class ClipStreamer:
         self._heard: list[np.ndarray] = []  # prepared-but-ungained audio so far, for the loudness
         self._gain: float | None = None
         self.frames = 0  # frames handed out so far
+        self.lead_frames = 0  # leading silence cut, at the output rate
 
     def push(self, piece: np.ndarray) -> np.ndarray:
         """Prepare the next piece; returns float32 ``(frames, channels)`` (possibly empty)."""
@@ -74,8 +76,10 @@ class ClipStreamer:
         if not self._sounding and data.shape[0]:
             start, stop = sound_bounds(data, self.rate, config.trim_threshold_db, config.trim_window_ms)
             if stop == 0:
+                self.lead_frames += data.shape[0]
                 data = data[:0]
             else:
+                self.lead_frames += start
                 data, self._sounding = data[start:], True
         if data.shape[0] == 0:
             return np.zeros((0, self.channels), np.float32)
@@ -101,4 +105,25 @@ class ClipStreamer:
         return (data * ramp).astype(np.float32)
 
 
-__all__ = ["ClipStreamer"]
+def prepare_in_pieces(
+    audio: np.ndarray, sample_rate: int, rate: int, channels: int, config: ChainConfig, piece_frames: int
+) -> OutputClip:
+    """A whole clip prepared as if it had streamed in pieces of ``piece_frames``: what
+    :class:`ClipStreamer` makes of a streaming engine's pieces, sample for sample, when they are
+    these slices. The offline render prepares a program's first clip so, as the daemon plays it."""
+    streamer = ClipStreamer(sample_rate, rate, channels, config)
+    pieces = [streamer.push(audio[i : i + piece_frames]) for i in range(0, audio.shape[0], piece_frames)]
+    pieces.append(streamer.close())
+    return OutputClip(np.concatenate(pieces), streamer.lead_frames)
+
+
+def piece_frames(engine: object) -> int | None:
+    """Frames of a streaming engine's pieces (``stream_chunk_seconds`` at its rate), or ``None``
+    when the engine does not stream."""
+    seconds = getattr(engine, "stream_chunk_seconds", None)
+    if not callable(getattr(engine, "stream", None)) or not seconds:
+        return None
+    return max(round(float(seconds) * int(engine.sample_rate)), 1)  # type: ignore[attr-defined]
+
+
+__all__ = ["ClipStreamer", "piece_frames", "prepare_in_pieces"]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from musicmed_stream.chain import ChainConfig, ClipStreamer, conditioning_tail, to_output
+from musicmed_stream.chain import ChainConfig, ClipStreamer, conditioning_tail, piece_frames, to_output
 from musicmed_stream.control.events import Bridge, ErrorReport, EventData
 from musicmed_stream.engines.base import Clip, Continuation, Engine, clip_seed, stream_clip
 from musicmed_stream.errors import GenerationCancelled, MusicMedError
@@ -76,6 +76,7 @@ class Session:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     busy_since: float | None = None  # monotonic time the producer began the clip it works on
     stop_at: int | None = None  # sleep timer: program frames after which the session fades out
+    placed_any: bool = False  # a clip of this session is on the deck (the first one streams)
     cancel: threading.Event | None = None
     task: asyncio.Task[None] | None = None
 
@@ -273,10 +274,11 @@ class Producer:
         cancel = threading.Event()
         session.cancel = cancel
         placed = PlacedClip(segment, previous, engine=engine.name)
-        urgent = session.cut_fade_s is not None or self.deck.ahead_frames() < self._frames(
-            self.settings.bridge_seconds
-        )
-        if urgent and self.settings.stream and hasattr(engine, "stream"):
+        # Streamed: the program's first clip and a cut-in, both heard as soon as they can be. Only
+        # these, never a clip that is merely late: the choice must not depend on timing, or the
+        # same seed would not give the same audio (the render streams the first clip too).
+        urgent = session.cut_fade_s is not None or not session.placed_any
+        if urgent and self.settings.stream and piece_frames(engine) is not None:
             return await self._stream(session, engine, placed, seed, cancel, generation)
         started = time.perf_counter()
         worker = self._engine_thread if engine is self.engine else self._fallback_thread
@@ -319,6 +321,7 @@ class Producer:
             session.cut_fade_s = None
         else:
             self.deck.append(audio, label, frames=frames)
+        session.placed_any = True
 
     async def _stream(
         self,
