@@ -7,7 +7,9 @@ the start of the stream, from the same samples in the same order, however the st
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import numpy as np
 import scipy.signal
@@ -275,6 +277,15 @@ class BlockProcessor:
         if self._limiter is not None:
             x = self._limiter.process(x)
         return x.astype(np.float32)
+
+    def snapshot(self) -> tuple[Any, Any]:
+        """The filters' state, to :meth:`restore` later (the player takes back audio that was
+        processed but not yet heard, so that a command is heard sooner)."""
+        return copy.deepcopy(self._highpass), copy.deepcopy(self._limiter)
+
+    def restore(self, state: tuple[Any, Any]) -> None:
+        """Go back to a :meth:`snapshot` (the snapshot itself stays usable)."""
+        self._highpass, self._limiter = copy.deepcopy(state)
 
     def flush(self) -> np.ndarray:
         """The last :attr:`latency` frames still inside the limiter (feeds silence)."""

@@ -90,6 +90,13 @@ class RingBuffer:
             self.writable.set()
         return count
 
+    def retract(self, frame: int) -> int:
+        """Take back the unread frames from output frame ``frame`` on (never what was read); returns
+        the frame from which writing continues."""
+        with self._lock:
+            self._written = max(self._read, min(frame, self._written))
+            return self._written
+
     def clear(self) -> int:
         """Drop every unread frame (counted as read); return how many were dropped."""
         with self._lock:
