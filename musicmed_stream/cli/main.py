@@ -29,21 +29,30 @@ SUBCOMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` one subcommand: then only its module is imported
+    (``ctl`` must not pay for the planner's, the engines' or the evaluation's imports)."""
     parser = argparse.ArgumentParser(
         prog="musicmed-stream",
         description="Music medicine along the valence-arousal circumplex, following the iso principle.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMAND_MODULES:
+    for name in SUBCOMMAND_MODULES if only is None else (only,):
         module = importlib.import_module(f"musicmed_stream.cli.{name.replace('-', '_')}")
         module.register(subparsers)
     return parser
 
 
+def _subcommand(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` starts with, if any (``--help`` and ``--version`` need the whole
+    parser)."""
+    return argv[0] if argv and argv[0] in SUBCOMMAND_MODULES else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_subcommand(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -96,6 +96,14 @@ class FakeController:
         # Set by a test to offer presets in ``status()`` (the page shows them as buttons).
         self.presets: list[dict[str, Any]] | None = None
         self.checkins: list[tuple[str, float, float]] = []
+        # The care limit (``playback.max_volume``): a volume above it is capped, as the daemon does.
+        self.max_volume = 1.0
+        self.session_id: str | None = None
+        self.sleep_s: float | None = None  # session seconds left until the sleep timer fades out
+        # The listening history, oldest first, in the daemon's ``history`` form (a test may add
+        # older sessions); started and stopped sessions and check-ins are entered as they happen.
+        self.sessions: list[dict[str, Any]] = []
+        self._loose: list[dict[str, Any]] = []  # "before" check-ins waiting for their session
 
     def names(self) -> str:
         """The controller methods called so far, in order, space-separated."""
@@ -141,16 +149,49 @@ class FakeController:
         total, played = plan_total_s(self.plan), self.played_s()
         return {"played_s": played, "total_s": total, "remaining_s": round(max(0.0, total - played), 3)}
 
-    async def start_session(self, options: StartOptions) -> dict[str, Any]:
+    async def start_session(self, options: StartOptions) -> SessionInfo:
         self._check("start_session", options)
+        if self.state != "idle" and not options.replace:
+            # The daemon's refusal, so that a double tap never cuts a session short.
+            raise MusicMedError("a session plays: lead it elsewhere with set_target, or start with replace")
         start, target = resolve(options.start), resolve(options.target)
+        if self.state != "idle":
+            self._end("stopped")
         labels = {"start_label": options.start, "target_label": options.target}
         self.plan = line_plan(start, target, 5) | labels
         self.state, self.index = "playing", 0
         self._played, self._since = 0.0, time.monotonic()
-        self.emit("session_started", session_id="s1", plan=self.plan)
+        self.sleep_s = None
+        self.session_id = f"s{len(self.sessions) + 1}"
+        self.sessions.append(
+            {
+                "id": self.session_id,
+                "started_at": time.time(),
+                "ended_at": None,
+                "start_label": str(options.start),
+                "target_label": str(options.target),
+                "start": list(start),
+                "target": list(target),
+                "planned_s": plan_total_s(self.plan),
+                "played_s": None,
+                "end_reason": None,
+                "recording": None,
+                "recording_offset_s": None,
+                "checkins": self._loose,
+            }
+        )
+        self._loose = []
+        self.emit("session_started", session_id=self.session_id, plan=self.plan)
         self.emit_segment(0)
-        return SessionInfo("s1", self.plan)
+        return SessionInfo(self.session_id, self.plan)
+
+    def _end(self, reason: str) -> float:
+        """The session ends: its history entry says how, and how much of it played."""
+        played = self.played_s()
+        self.state, self._since = "idle", None
+        if self.sessions and self.sessions[-1]["id"] == self.session_id:
+            self.sessions[-1] |= {"ended_at": time.time(), "played_s": played, "end_reason": reason}
+        return played
 
     async def set_target(self, target: State) -> Replanned:
         self._check("set_target", target)
@@ -163,6 +204,8 @@ class FakeController:
         segments = self.plan["segments"][: self.index + 1] + rest["segments"]
         label = target if isinstance(target, str) else f"{target.valence:+.2f},{target.arousal:+.2f}"
         self.plan = self.plan | {"target": rest["target"], "target_label": label, "segments": segments}
+        if self.sessions and self.sessions[-1]["id"] == self.session_id:
+            self.sessions[-1] |= {"target_label": label, "target": list(resolve(target))}
         self.emit("plan_changed", from_index=self.index + 1, plan=self.plan, reason="target")
         return Replanned(self.index + 1, self.plan)
 
@@ -188,49 +231,86 @@ class FakeController:
     async def stop(self, fade_seconds: float | None = None) -> None:
         self._check("stop", fade_seconds)
         self._require_session()
-        played = self.played_s()
-        self.state, self._since = "idle", None
+        played = self._end("stopped")
         self.emit("session_ended", reason="stopped", played_s=played)
 
     async def set_volume(self, volume: float) -> float:
         self._check("set_volume", volume)
         if not 0 <= volume <= 1:
             raise MusicMedError("volume out of range")
-        self.volume = volume
-        self.emit("volume", volume=volume)
-        return volume
+        self.volume = min(volume, self.max_volume)
+        self.emit("volume", volume=self.volume)
+        return self.volume
 
     def status(self) -> dict[str, Any]:
         seg = self.plan["segments"][self.index] if self.plan else None
+        live = self.state != "idle"
         return {
             "state": self.state,
+            "session_id": self.session_id if live else None,
             "segment_index": self.index if seg else None,
+            "segment_count": len(self.plan["segments"]) if self.plan else None,
             "valence": seg["valence"] if seg else None,
             "arousal": seg["arousal"] if seg else None,
+            "emotion": seg["emotion"] if seg else None,
+            "start_label": self.plan.get("start_label") if self.plan else None,
+            "target_label": self.plan.get("target_label") if self.plan else None,
             "volume": self.volume,
+            "max_volume": self.max_volume,
+            "sleep_timer_s": self.sleep_timer_left() if live else None,
             "plan": self.plan,
             **self.times(),
         } | ({"presets": self.presets} if self.presets is not None else {})
+
+    def sleep_timer_left(self) -> float | None:
+        """Session seconds until the sleep timer fades out (it counts down with the played time)."""
+        if self.sleep_s is None:
+            return None
+        return round(max(0.0, self.sleep_s - self.played_s()), 3)
 
     async def extend(self, minutes: float) -> Replanned:
         self._check("extend", minutes)
         self._require_session()
         assert self.plan is not None
+        # Longer or shorter by whole clips of the grid, re-planned from the next part on, toward
+        # the same target (at least one part after the one playing).
+        left = len(self.plan["segments"]) - self.index - 1
+        count = max(1, left + round(minutes * 60 / (CLIP_S - CROSSFADE_S)))
+        here = self.plan["segments"][self.index]
+        target = (self.plan["target"]["valence"], self.plan["target"]["arousal"])
+        after = here["start_s"] + CLIP_S - CROSSFADE_S
+        step = line_plan((here["valence"], here["arousal"]), target, count + 1, self.index, here["start_s"])
+        rest = [
+            s | {"start_s": after + i * (CLIP_S - CROSSFADE_S)} for i, s in enumerate(step["segments"][1:])
+        ]
+        self.plan = self.plan | {"segments": self.plan["segments"][: self.index + 1] + rest}
+        self.emit("plan_changed", from_index=self.index + 1, plan=self.plan, reason="length")
         return Replanned(self.index + 1, self.plan)
 
     async def sleep_timer(self, minutes: float | None) -> float | None:
         self._check("sleep_timer", minutes)
         self._require_session()
-        return None if minutes is None else minutes * 60.0
+        self.sleep_s = None if minutes is None else self.played_s() + minutes * 60.0
+        return self.sleep_timer_left()
 
     async def check_in(self, moment: str, point: VA) -> CheckInResult:
         self._check("check_in", (moment, point))
         self.checkins.append((moment, point.valence, point.arousal))
-        return CheckInResult("s1" if self.state != "idle" else None, moment, point.valence, point.arousal)  # type: ignore[arg-type]
+        entry = {"moment": moment, "valence": point.valence, "arousal": point.arousal, "at": time.time()}
+        # As the daemon does: during a session it is that session's; an "after" right after one
+        # goes to the session that ended; a "before" waits for the next session.
+        last = self.sessions[-1] if self.sessions else None
+        if last is not None and (self.state != "idle" or moment == "after"):
+            last["checkins"].append(entry)
+            session = last["id"]
+        else:
+            self._loose = [*self._loose, entry]
+            session = None
+        return CheckInResult(session, moment, point.valence, point.arousal)  # type: ignore[arg-type]
 
     async def history(self, limit: int) -> list[dict[str, Any]]:
         self._check("history", limit)
-        return []
+        return [dict(s) for s in reversed(self.sessions[-limit:])]
 
     def subscribe(self) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)
