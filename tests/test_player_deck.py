@@ -247,3 +247,52 @@ def test_begin_forgets_the_last_program_for_identical_output() -> None:
         outputs.append(step(deck, 2000))
     np.testing.assert_array_equal(outputs[0], outputs[1])
     assert deck.played_frames() == 2000  # the new program only
+
+
+def live(deck: Deck, frames: int) -> np.ndarray:
+    """Play ``frames`` through the deck's ring as the feeder and a sound card would, block by block."""
+    out = []
+    while frames > 0:
+        deck.fill()
+        block = np.zeros((deck.block_size, deck.channels), np.float32)
+        deck.ring.read_into(block)
+        out.append(block)
+        frames -= deck.block_size
+    return np.concatenate(out)
+
+
+def test_taking_back_queued_audio_renders_it_again_exactly() -> None:
+    """A command that changes nothing (the volume it already has) takes back the ring and renders it
+    again: the listener hears exactly what they would have, sample for sample, limiter included."""
+    config = ChainConfig(trim_silence=False, normalize=False, denoise=False)
+    clips = [noise(30000, seed, amp=0.8) for seed in range(3)]
+
+    def play(command_at: list[int]) -> np.ndarray:
+        deck = Deck(SR * 44, 2, config, block_size=256, ring_seconds=0.5, respond_s=0.01)
+        deck.begin()
+        for n, clip in enumerate(clips):
+            deck.append(clip, Label("clip", n))
+        out = []
+        for at in [*command_at, 80000]:
+            out.append(live(deck, at - sum(x.shape[0] for x in out)))
+            deck.set_volume(1.0)
+        return np.concatenate(out)[:80000]
+
+    np.testing.assert_array_equal(play([5000, 27000, 41000]), play([]))
+
+
+def test_a_command_is_heard_within_respond_s_not_after_the_whole_ring() -> None:
+    rate, block = 10000, 100
+    deck = Deck(rate, 1, PLAIN, block_size=block, ring_seconds=1.0, respond_s=0.05)
+    deck.begin()
+    deck.append(flat(50000, 1.0), Label("clip", 0))
+    heard = live(deck, 3000)[:, 0]
+    assert deck.ring.available() >= 9000, "a second of processed audio is queued"
+    deck.cut_in(flat(50000, 2.0), Label("clip", 1), fade_s=0.01)
+    after = live(deck, 2000)[:, 0]
+    reached = int(np.argmax(after >= 2.0 - 1e-6))
+    assert after[0] == 1.0 and 0.05 * rate <= reached <= 0.05 * rate + 2 * block + 100
+    heard_reports = [r for r in deck.reports(deck.ring.frames_read) if isinstance(r, Heard)]
+    assert [r.label.index for r in heard_reports] == [0, 1]
+    assert heard_reports[1].frame == pytest.approx(3000 + reached - 100, abs=block)  # where it begins
+    assert not heard[heard != 1.0].any()

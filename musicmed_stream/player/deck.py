@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,18 @@ Report = Heard | Bridged | Ended
 
 
 @dataclass(frozen=True)
+class _Snapshot:
+    """The deck before one block: enough to render it again."""
+
+    frame: int
+    position: int
+    processor: Any
+    volume: tuple[float, float]
+    pause: tuple[float, float, bool]
+    program: tuple[bool, bool, int | None]
+
+
+@dataclass(frozen=True)
 class BridgePolicy:
     """How the deck covers for audio that is late: when less than ``fade_s`` plus two blocks is
     left, the last voice's final ``seconds`` are looped with a ``fade_s`` crossfade."""
@@ -89,6 +102,11 @@ class Deck:
     bridge : BridgePolicy, optional
         Loop the last voice when nothing follows in time (live playback); ``None`` never does
         (the offline render schedules every clip before it is needed).
+    respond_s : float, optional
+        Live playback: a command (a cut-in, a skip, a pause, a volume change, a fade-out) is heard
+        within about this long, however much processed audio the ring holds: the deck takes back
+        what is queued beyond it and renders it again with the command applied. ``None``: commands
+        apply at the render position, up to ``ring_seconds`` ahead of what is heard.
     """
 
     def __init__(
@@ -103,6 +121,7 @@ class Deck:
         volume_ramp_s: float = 0.3,
         pause_ramp_s: float = 0.1,
         bridge: BridgePolicy | None = None,
+        respond_s: float | None = None,
     ) -> None:
         self.sample_rate, self.channels, self.block_size = sample_rate, channels, block_size
         self.chain = chain
@@ -122,11 +141,16 @@ class Deck:
         self._program_start = 0  # timeline position at begin()
         self._clip_frames: dict[int, int] = {}  # full length of each clip index, for overlaps
         self._last_clip_frames = 0
-        self._reports: deque[Report] = deque()
+        self._reports: deque[tuple[int, Report]] = deque()  # (frame of the block that made it, report)
         # (output frames rendered, timeline position) after each block: maps the sink's read
         # position back to the timeline (appended by the renderer, trimmed by readers)
         self._checkpoints: deque[tuple[int, int]] = deque([(0, 0)])
         self._heard: Label | None = None
+        # Snapshots taken before each block (live, with ``respond_s``), to take back queued audio
+        self._respond = None if respond_s is None else max(round(respond_s * sample_rate), 2 * block_size)
+        self._snapshots: deque[_Snapshot] = deque()
+        if self._respond is not None:
+            self._timeline.keep_frames = self.ring.capacity + 2 * block_size
         self.render_seconds = 0.0  # time spent in fill() (the feeder's share of a core, for benchmarks)
         self.render_frames = 0
 
@@ -186,6 +210,7 @@ class Deck:
         """Start ``audio`` now (at the render position), fading what plays out over ``fade_s``;
         audio scheduled but not started is dropped and its labels returned."""
         with self._lock:
+            self._take_back()
             dropped = [v.label for v in self._timeline.future()]
             self._timeline.cut_in(audio, max(self._frames(fade_s), 1), label)
             if label.kind == "clip":
@@ -197,6 +222,7 @@ class Deck:
         """Cut the next scheduled clip in now, over ``fade_s``, with what follows it; ``False`` when
         no clip is scheduled after the one playing (the caller cuts in the next one it makes)."""
         with self._lock:
+            self._take_back()
             future = self._timeline.drop_future()
             following = [v for v in future if v.label.kind == "clip"]
             if not following:
@@ -228,6 +254,7 @@ class Deck:
     def fade_out(self, fade_s: float) -> None:
         """End the program now: fade everything out over ``fade_s`` (at once when paused)."""
         with self._lock:
+            self._take_back()
             if self._paused:  # nothing to fade: the listener hears silence already
                 self._timeline.clear()
                 self._paused = False
@@ -248,6 +275,7 @@ class Deck:
         with self._lock:
             if self._paused:
                 return False
+            self._take_back()
             self._paused = True
             self._pause.set(0.0)
             return True
@@ -257,6 +285,7 @@ class Deck:
         with self._lock:
             if not self._paused:
                 return False
+            self._take_back()
             self._paused = False
             self._pause.set(1.0)
             return True
@@ -264,6 +293,7 @@ class Deck:
     def set_volume(self, volume: float) -> None:
         """Ramp the output volume to ``volume`` (0..1)."""
         with self._lock:
+            self._take_back()
             self._volume.set(volume)
 
     def stop(self) -> None:
@@ -344,8 +374,8 @@ class Deck:
         read = self._output_frames if read is None else read
         out = []
         with self._lock:
-            while self._reports and self._reports[0].frame <= read:
-                report = self._reports.popleft()
+            while self._reports and self._reports[0][1].frame <= read:
+                _, report = self._reports.popleft()
                 if isinstance(report, Heard) and report.label.kind == "clip":
                     self._heard = report.label
                 out.append(report)
@@ -376,6 +406,8 @@ class Deck:
 
     def _render(self, out: np.ndarray) -> bool:
         """One block (lock held); returns whether queued silence may be dropped from the ring."""
+        if self._respond is not None:
+            self._snapshot()
         frame = self._output_frames
         count = out.shape[0]
         self._output_frames += count
@@ -393,13 +425,13 @@ class Deck:
         last_end = max((v.end for v in timeline.voices), default=first)
         for voice, offset in timeline.render(out):
             heard = Heard(frame + offset + self.latency, voice.label, voice.start - self._program_start)
-            self._reports.append(heard)
+            self._reports.append((frame, heard))
         if self._active:
             out[:] = self._processor.process(out)
             if self._final and not timeline.voices:
                 if self._end_frame is None:  # the last sound, delayed by the limiter
                     self._end_frame = frame + max(last_end - first, 0) + self.latency
-                    self._reports.append(Ended(self._end_frame))
+                    self._reports.append((frame, Ended(self._end_frame)))
                 if self._output_frames >= self._end_frame:  # the filters' ringing ends with the program
                     out[max(self._end_frame - frame, 0) :] = 0.0
                     self._active = False
@@ -409,6 +441,48 @@ class Deck:
         self._volume.apply(out)
         self._checkpoint()
         return flush
+
+    def _snapshot(self) -> None:
+        """Remember the state before this block, for :meth:`_take_back` (live playback only)."""
+        horizon = self.ring.frames_read
+        while len(self._snapshots) > 1 and self._snapshots[1].frame <= horizon:
+            self._snapshots.popleft()  # played: nothing can go back there any more
+        self._snapshots.append(
+            _Snapshot(
+                frame=self._output_frames,
+                position=self._timeline.position,
+                processor=self._processor.snapshot(),
+                volume=(self._volume.current, self._volume.target),
+                pause=(self._pause.current, self._pause.target, self._paused),
+                program=(self._active, self._final, self._end_frame),
+            )
+        )
+
+    def _take_back(self) -> None:
+        """Take back the queued audio beyond ``respond_s`` from now and go back to where it began,
+        so that the command about to be applied is heard that soon (lock held)."""
+        if self._respond is None:
+            return
+        want = self.ring.frames_read + self._respond
+        later = [snap for snap in self._snapshots if snap.frame >= want]
+        if not later:
+            return
+        snap = later[0]
+        if self.ring.retract(snap.frame) != snap.frame:
+            return  # the sink got there first: too late to take anything back
+        self._output_frames = snap.frame
+        self._timeline.rewind(snap.position)
+        self._processor.restore(snap.processor)
+        self._volume.current, self._volume.target = snap.volume
+        self._pause.current, self._pause.target, self._paused = snap.pause
+        self._active, self._final, self._end_frame = snap.program
+        # what the taken-back blocks reported will be reported again when they are rendered again
+        self._reports = deque(item for item in self._reports if item[0] < snap.frame)
+        while len(self._checkpoints) > 1 and self._checkpoints[-1][0] > snap.frame:
+            self._checkpoints.pop()
+        while self._snapshots and self._snapshots[-1].frame >= snap.frame:
+            self._snapshots.pop()
+        self.ring.writable.set()
 
     def _checkpoint(self) -> None:
         self._checkpoints.append((self._output_frames, self._timeline.position))
@@ -427,7 +501,7 @@ class Deck:
         fade = min(fade, loop.shape[0] // 2)
         index = tail.label.index
         self._timeline.append(loop, fade, Label("bridge", index, tail.label.payload))
-        self._reports.append(Bridged(frame, index, loop.shape[0] / self.sample_rate))
+        self._reports.append((frame, Bridged(frame, index, loop.shape[0] / self.sample_rate)))
 
     def _frames(self, seconds: float) -> int:
         return round(seconds * self.sample_rate)

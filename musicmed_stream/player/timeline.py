@@ -91,6 +91,8 @@ class Timeline:
         self.channels = channels
         self.position = 0
         self.voices: list[Voice] = []
+        self.keep_frames = 0  # voices that ended this recently are kept, for rewind()
+        self._retired: list[Voice] = []
 
     @property
     def tail(self) -> Voice | None:
@@ -186,12 +188,25 @@ class Timeline:
             segment = voice.audio[lo - voice.start : hi - voice.start]
             out[lo - first : hi - first] += segment * voice.gain(lo, hi - lo)[:, None]
         self.position = stop
+        if self.keep_frames:
+            horizon = stop - self.keep_frames
+            self._retired = [v for v in self._retired if v.end > horizon]
+            self._retired += [v for v in self.voices if horizon < v.end <= stop]
         self.voices = [v for v in self.voices if v.end > stop]
         return started
+
+    def rewind(self, position: int) -> None:
+        """Go back to ``position`` (at most ``keep_frames`` back): what played since will play
+        again, the voices that ended meanwhile included."""
+        back = [v for v in self._retired if v.end > position]
+        self._retired = [v for v in self._retired if v.end <= position]
+        self.voices = back + self.voices
+        self.position = position
 
     def clear(self) -> None:
         """Remove every voice (the position stays)."""
         self.voices = []
+        self._retired = []
 
 
 @functools.lru_cache(maxsize=64)

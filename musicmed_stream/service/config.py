@@ -95,6 +95,7 @@ class PlaybackSettings(Section):
 
     buffer_seconds: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = 45.0
     ring_seconds: Annotated[float, Field(ge=0.02, le=5, allow_inf_nan=False)] = 1.0
+    respond_seconds: Annotated[float, Field(ge=0.02, le=5, allow_inf_nan=False)] = 0.1
     volume: Volume = 0.8
     max_volume: Volume = 1.0  # no client can set more (a care limit)
     volume_ramp_seconds: RampSeconds = 0.3

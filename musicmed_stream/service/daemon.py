@@ -148,6 +148,7 @@ class Daemon:
             volume_ramp_s=playback.volume_ramp_seconds,
             pause_ramp_s=playback.pause_ramp_seconds,
             bridge=BridgePolicy(playback.bridge_seconds, playback.bridge_fade_seconds),
+            respond_s=playback.respond_seconds,
         )
         self._fallback_engine: Engine | None = None
         self._make_fallback = fallback
