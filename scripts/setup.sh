@@ -14,6 +14,10 @@ fi
 python3 -m pip install -q "torch==2.13.0"
 if [ "${1:-}" = "--test" ]; then
   python3 -m pip install -q -e ".[all,test]"
+  # axe-core for the page's accessibility test (npm registry; the test skips that check without it)
+  if command -v npm >/dev/null && [ ! -f node_modules/axe-core/axe.min.js ]; then
+    npm install --no-save --no-audit --no-fund --silent axe-core@4 || echo "setup: axe-core not installed; its check will be skipped"
+  fi
 else
   python3 -m pip install -q -e ".[all]"
 fi
