@@ -1,4 +1,5 @@
-"""``musicmed-stream ctl`` against a control server running in a background thread."""
+"""``musicmed-stream ctl`` against a control server in a background thread (a FakeController), and the status
+line against the real daemon."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 from web.fake_controller import FakeController
+from web.harness import running_daemon
 
+from musicmed_stream.cli.ctl import clock
 from musicmed_stream.cli.main import main
 from musicmed_stream.control.api import StartOptions
 from musicmed_stream.control.server import ControlServer, start_control_server
@@ -427,9 +430,6 @@ def test_a_ctl_call_imports_no_numerics(served: Served) -> None:
 
 
 def test_status_line_of_the_real_daemon(tmp_path: Path, jamendo_dir: Path) -> None:
-    from musicmed_stream.cli.ctl import clock
-    from web.harness import running_daemon
-
     async def ctl_out(url: str, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -471,7 +471,7 @@ def test_status_line_of_the_real_daemon(tmp_path: Path, jamendo_dir: Path) -> No
     played, total = status["played_s"], status["total_s"]
     expected = (
         f"[paused] {status['segment_index'] + 1}/{len(segments)} {status['emotion']}→calm "
-        f"{clock(played)}/{clock(total)} ({round(100 * played / total)}%) sleep {clock(status['sleep_timer_s'])} "
-        f"vol 70% (limit 70%)\n"
+        f"{clock(played)}/{clock(total)} ({round(100 * played / total)}%) "
+        f"sleep {clock(status['sleep_timer_s'])} vol 70% (limit 70%)\n"
     )
     assert line == expected

@@ -166,17 +166,52 @@ def test_evaluate_and_compare_commands(synthetic_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(first), str(second), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    a = json.loads((first / "metrics.json").read_text())["table"]
-    b = json.loads((second / "metrics.json").read_text())["table"]
-    assert float(rows[1]["hamming"]) == pytest.approx(b["hamming"])
-    expected = 100 * (b["hamming"] - a["hamming"]) / a["hamming"]
+    a = json.loads((first / "metrics.json").read_text())
+    b = json.loads((second / "metrics.json").read_text())
+    assert float(rows[1]["hamming"]) == pytest.approx(b["table"]["hamming"])
+    expected = 100 * (b["table"]["hamming"] - a["table"]["hamming"]) / a["table"]["hamming"]
     assert float(rows[1]["hamming_change_pct"]) == pytest.approx(expected)
     assert rows[0]["hamming_change_pct"] == "0.0"
+    # What a clinician looks at, from the evaluation itself: path adherence and comfort.
+    assert float(rows[0]["spearman_arousal"]) == pytest.approx(a["adherence"]["spearman_arousal"])
+    assert float(rows[0]["mean_distance"]) == pytest.approx(a["adherence"]["mean_distance"])
+    assert float(rows[0]["integrated_lufs"]) == pytest.approx(a["comfort"]["integrated_lufs"])
+    assert float(rows[0]["loudness_range_lu"]) == pytest.approx(a["comfort"]["loudness_range_lu"])
+    assert float(rows[0]["true_peak_dbtp"]) == pytest.approx(a["comfort"]["true_peak_dbtp"])
+    assert int(rows[0]["clicks"]) == len(a["comfort"]["clicks_s"]) == 0
+    assert rows[1]["integrated_lufs_change"] == "0.0"  # the same audio: a difference, not a %
+    assert "parameters" not in rows[0]  # a run without a known generator size
     assert main(["compare", str(first), str(second)]) == 0
-    table = capsys.readouterr().out
-    assert table.splitlines()[0].startswith("| run | CLAP | AUPRC | Hamming")
-    assert f"({expected:+.1f}%)" in table
+    tables = capsys.readouterr().out.split("\n\n")
+    assert len(tables) == 2
+    assert tables[0].splitlines()[0] == "| run | CLAP | AUPRC | Hamming | min / 15-min session |"
+    assert f"({expected:+.1f}%)" in tables[0]
+    assert tables[1].splitlines()[0] == (
+        "| run | ρ valence | ρ arousal | path distance | LUFS | LRA (LU) | max step (LU) | true peak (dBTP)"
+        " | clicks |"
+    )
+    lufs = a["comfort"]["integrated_lufs"]
+    assert f"| {lufs:.1f} (+0.0) |" in tables[1].splitlines()[3]
     assert "different" not in capsys.readouterr().err
+
+
+def test_compare_shows_the_generator_size_only_when_known_and_not_zero(tmp_path, capsys):
+    runs = {"builtin": 0, "musicgen": 300_000_000, "unknown": None}
+    for name, parameters in runs.items():
+        (tmp_path / name).mkdir()
+        table = {"auprc": 0.5, "parameters": parameters}
+        comfort = {"integrated_lufs": -20.0, "loudness_range_lu": 4.0, "clicks_s": [1.0, 2.5]}
+        # A metrics.json written before the table carried the comfort figures: read from "comfort".
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"table": table, "comfort": comfort}))
+    folders = [str(tmp_path / n) for n in runs]
+    assert main(["compare", folders[0], folders[2]]) == 0
+    out = capsys.readouterr().out
+    assert "parameters" not in out and "ρ valence" not in out  # nothing known: no column
+    assert "| LUFS | LRA (LU) | clicks |" in out and "| -20.0 (+0.0) | 4.0 (+0.0) | 2 (+0) |" in out
+    assert main(["compare", *folders]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("| min / 15-min session | parameters |")
+    assert lines[3].endswith("| 300,000,000 |") and lines[4].endswith("| n/a |")
 
 
 def test_compare_warns_when_runs_were_scored_differently(tmp_path, capsys):
@@ -188,6 +223,7 @@ def test_compare_warns_when_runs_were_scored_differently(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "different mood-recognition backends" in captured.err
     assert "| 0.5 (+0.0%) |" in captured.out
+    assert "\n\n" not in captured.out  # no listening figures in either: one table
 
 
 def test_percent_change():

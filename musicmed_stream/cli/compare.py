@@ -9,9 +9,11 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
-        help="compare evaluated runs (CLAP, AUPRC, Hamming, time, parameters)",
-        description="Print a table of evaluated runs (each folder holds metrics.json from `evaluate`) "
-        "with the % change of each figure relative to the first run.",
+        help="compare evaluated runs (CLAP, mood recognition, speed, path adherence, loudness, clicks)",
+        description="Print evaluated runs side by side (each folder holds metrics.json from `evaluate`): "
+        "CLAP, AUPRC, Hamming, minutes per 15-minute session, then path adherence (Spearman valence "
+        "and arousal, mean distance), integrated loudness, loudness range, largest loudness step, true "
+        "peak and clicks, with each figure's change relative to the first run.",
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--format", choices=("md", "csv"), default="md")

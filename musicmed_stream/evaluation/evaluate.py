@@ -17,6 +17,7 @@ from musicmed_stream.evaluation import backends, recognition
 from musicmed_stream.evaluation.adherence import path_adherence
 from musicmed_stream.evaluation.clap import ClapScorer, clap_score
 from musicmed_stream.evaluation.comfort import comfort_report
+from musicmed_stream.evaluation.compare import listening_figures
 from musicmed_stream.evaluation.features import estimate_va, extract_features
 from musicmed_stream.evaluation.report import write_report
 from musicmed_stream.evaluation.run import Run, load_run
@@ -214,10 +215,10 @@ def _engine_parameters(info: dict[str, Any]) -> int | None:
 
 
 def table_row(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The Table-1 figures of one evaluated run."""
+    """The figures ``compare`` reads: Table 1's, then path adherence and listening comfort."""
     rec = metrics.get("recognition") or {}
     clap = metrics.get("clap") or {}
-    return {
+    return listening_figures(metrics) | {
         "clap": clap.get("mean"),
         "clap_sd": clap.get("sd"),
         "clap_model": clap.get("model"),
