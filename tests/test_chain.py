@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from musicmed_stream.chain import (
     BlockProcessor,
     ChainConfig,
+    TruePeakLimiter,
     conditioning_tail,
     denoise,
     equal_power_gains,
+    integrated_loudness,
     normalize_loudness,
     prepare_clip,
     resample,
@@ -176,6 +178,65 @@ def test_chunked_denoise_matches_noisereduce_on_the_whole_clip(frames):
     out = denoise(clip, SR)
     assert np.abs(out - clip).max() > 1e-3  # the gate did act
     np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("frames", "options", "chunk"),
+    [
+        (3 * 65536 + 777, {}, 65536),  # stationary: padded 65536-frame chunks
+        (2 * SR, {"freq_smooth_hz": 200.0}, None),  # mask smoothing: the whole clip at once
+        (2 * SR, {"stationary": False}, None),  # non-stationary: the whole clip at once
+    ],
+)
+def test_denoise_is_noisereduce_sample_for_sample(frames, options, chunk):
+    # denoise() calls noisereduce's gate chunk by chunk itself instead of through reduce_noise
+    # (no temporary file): the same calls, so the very same samples.
+    clip = music_like(frames / SR + 0.1, seed=8)[:frames] + noise(frames / SR + 0.1, 0.01, seed=9)[:frames]
+    stationary = options.get("stationary", True)
+    expected = noisereduce.reduce_noise(
+        y=clip.T,
+        sr=SR,
+        stationary=stationary,
+        prop_decrease=0.5,
+        n_fft=2048,
+        hop_length=1024,
+        y_noise=noise_reference(clip, 2048, 0.2) if stationary else None,
+        n_std_thresh_stationary=1.5,
+        freq_mask_smooth_hz=options.get("freq_smooth_hz"),
+        time_mask_smooth_ms=None,
+        chunk_size=chunk or frames + 1,
+        padding=2048,
+        clip_noise_stationary=False,
+        n_jobs=1,
+        use_tqdm=False,
+    ).T
+    out = denoise(clip, SR, **options)
+    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    assert np.abs(out - clip).max() > 1e-3  # the gate did act
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("seconds", [0.3, 7.0])
+def test_loudness_of_float32_samples_is_the_float64_measurement(seconds):
+    # The meter gets the float32 samples without a float64 copy: the same loudness to far below
+    # anything audible (a gain of 1e-5 LU is 1e-6 in amplitude).
+    clip = music_like(seconds, seed=3, amp=0.3)
+    block = np.resize(clip, (round(0.4 * SR) + 1, 2)) if clip.shape[0] < 0.4 * SR + 1 else clip
+    reference = pyloudnorm.Meter(SR).integrated_loudness(block.astype(np.float64))
+    assert abs(integrated_loudness(clip, SR) - reference) < 1e-5
+
+
+@settings(max_examples=10, deadline=None)
+@given(gain_db=st.floats(-30.0, 30.0), seed=st.integers(0, 10_000))
+def test_limiter_in_float32_is_the_float64_limiter_to_an_ulp(gain_db, seed):
+    x = music_like(1.0, seed=seed % 7, amp=0.2) * np.float32(10 ** (gain_db / 20.0))
+    single = np.concatenate(
+        [TruePeakLimiter(SR, 2, dtype=np.float32).process(x[i : i + 3000]) for i in range(0, SR, 3000)]
+    )
+    double = np.concatenate([TruePeakLimiter(SR, 2).process(x[i : i + 3000]) for i in range(0, SR, 3000)])
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, double, rtol=0, atol=3e-7)
+    assert np.abs(single).max() <= 10 ** (-1.0 / 20.0)
 
 
 def test_prepare_clip_trims_and_normalizes():
