@@ -6,6 +6,13 @@ SoundFont (:mod:`.soundfont`) or, where FluidSynth or a SoundFont is missing, wi
 synthetic voices (:mod:`.synth`), and given its brightness with one pedalboard low-pass (the room:
 FluidSynth's reverb and chorus, or a pedalboard reverb for the synthetic voices). Same segment,
 previous state and seed give bit-identical audio.
+
+A clip is made front to back, in fixed-size pieces (``stream_chunk_seconds``): every step after
+the composer (FluidSynth, the half-rate resampler, the low-pass, the quadrature opening, the peak
+limiter, the edge fades) runs on the pieces in order and carries its state, and no step looks
+further ahead than the quadrature opening and the limiter's 6 ms. :meth:`BuiltinEngine.stream`
+yields the pieces as they are finished and :meth:`BuiltinEngine.generate` joins the same pieces,
+so both give the same samples.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import logging
 import math
 import numbers
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +30,7 @@ import pedalboard
 from scipy import fft as sp_fft
 from scipy import signal
 
+from musicmed_stream.chain.block import TruePeakLimiter
 from musicmed_stream.engines.base import Clip, Continuation
 from musicmed_stream.engines.builtin.composer import (
     Composer,
@@ -64,8 +74,11 @@ LAYER_PAN = {
 }
 PERC_VOICES = frozenset({"hat", "openhat", "shaker", "rim", "brush"})  # the kit's high, off-centre pieces
 MASTER_GAIN = 0.5
-PEAK_CEILING = 10 ** (-1.0 / 20.0)  # -1 dBFS
+PEAK_CEILING_DB = -1.0  # dBFS (and dBTP): the clip's highest sample
 EDGE_FADE_S = 0.01
+TRANSITION_S = 1.0  # after the replayed opening, back from quadrature to the original phase
+STREAM_CHUNK_S = 2.0
+RENDER_STEP_S = 0.25
 
 # Chorus send per layer for the sampled instruments: a little width on sustained layers.
 LAYER_CHORUS = {"lead": 0.05, "accomp": 0.1, "bass": 0.0, "pad": 0.35, "drums": 0.0}
@@ -92,13 +105,20 @@ class BuiltinEngine:
         Fraction of a clip the chain crossfades with the next one (the chain's
         ``crossfade_fraction``); the next clip replays that region's notes so the crossfade joins
         the same music on the same beat grid.
+    stream_chunk_seconds : float
+        Length of the pieces :meth:`stream` yields (the last piece of a clip may be shorter);
+        piece ``k`` is ``clip.audio[k * n : (k + 1) * n]`` with ``n`` = :attr:`stream_chunk_frames`.
     """
 
     name = "builtin"
     channels = 2
 
     def __init__(
-        self, sample_rate: int = 44100, soundfont: str | None = SOUNDFONT_AUTO, overlap_fraction: float = 0.25
+        self,
+        sample_rate: int = 44100,
+        soundfont: str | None = SOUNDFONT_AUTO,
+        overlap_fraction: float = 0.25,
+        stream_chunk_seconds: float = STREAM_CHUNK_S,
     ) -> None:
         if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 192000:
             raise ConfigError(
@@ -108,10 +128,25 @@ class BuiltinEngine:
             raise ConfigError(
                 f"builtin engine option overlap_fraction must be in [0, 0.5], got {overlap_fraction!r}"
             )
+        if (
+            not isinstance(stream_chunk_seconds, numbers.Real)
+            or isinstance(stream_chunk_seconds, bool)
+            or not 0.01 <= stream_chunk_seconds <= MAX_CLIP_SECONDS
+        ):
+            raise ConfigError(
+                "builtin engine option stream_chunk_seconds must be in "
+                f"0.01-{MAX_CLIP_SECONDS:g} s, got {stream_chunk_seconds!r}"
+            )
         self.sample_rate = sample_rate
         self.overlap_fraction = float(overlap_fraction)
+        self.stream_chunk_seconds = float(stream_chunk_seconds)
         self.soundfont = _soundfont_renderer(soundfont, sample_rate)
         self.voices = "synth" if self.soundfont is None else f"soundfont:{self.soundfont.path.name}"
+
+    @property
+    def stream_chunk_frames(self) -> int:
+        """Frames per streamed piece."""
+        return max(1, round(self.stream_chunk_seconds * self.sample_rate))
 
     def generate(
         self,
@@ -130,6 +165,38 @@ class BuiltinEngine:
         GenerationCancelled
             If ``cancel`` is set before the clip is finished.
         """
+        score = self._compose(segment, previous, seed, cancel)
+        return score.clip(np.concatenate(list(self._pieces(score, cancel))))
+
+    def stream(
+        self,
+        segment: Segment,
+        previous: Continuation | None,
+        *,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[np.ndarray | Clip]:
+        """Yield the clip's audio in pieces as it is rendered, then the finished :class:`Clip`.
+
+        The pieces are read-only float32 ``(frames, 2)`` arrays of :attr:`stream_chunk_frames`
+        frames (the last one may be shorter); joined, they are exactly :meth:`generate`'s audio
+        for the same arguments, so a saved clip sliced the same way gives the same pieces. The
+        first piece is ready once the composer and the first seconds are done (a clip that
+        continues another first renders its replayed opening, a quarter of a clip). Closing the
+        iterator early stops the rendering. Raises what :meth:`generate` raises.
+        """
+        score = self._compose(segment, previous, seed, cancel)
+        pieces: list[np.ndarray] = []
+        for piece in self._pieces(score, cancel):
+            piece.setflags(write=False)  # the clip is made of these very pieces
+            pieces.append(piece)
+            yield piece
+        yield score.clip(np.concatenate(pieces))
+
+    def _compose(
+        self, segment: Segment, previous: Continuation | None, seed: int, cancel: threading.Event | None
+    ) -> _Score:
+        """Check the arguments and compose the clip's notes and the next state."""
         _check_segment(segment)
         _check_cancel(cancel)
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
@@ -159,14 +226,6 @@ class BuiltinEngine:
         state.duration_s = duration
         keep_from = duration * (1.0 - self.overlap_fraction)
         state.carry = [_note_to_dict(n.shifted(-duration)) for n in notes if n.end > keep_from]
-        frames = round(duration * self.sample_rate)
-        if self.soundfont is None:
-            audio = render_notes(notes, self.sample_rate, frames, features, cancel)
-        else:
-            audio = render_soundfont(self.soundfont, notes, frames, features, style.kit, cancel)
-        if carry and lower > 0:
-            audio = quadrature_overlap(audio, round(lower * self.sample_rate), self.sample_rate)
-        midi = [n.midi() for n in notes if lower <= n.start < duration]
         info = {
             "key": state.key,
             "tempo_bpm": round(state.tempo, 2),
@@ -178,7 +237,69 @@ class BuiltinEngine:
             "voices": self.voices,
             "notes": len(notes),
         }
-        return Clip(audio, self.sample_rate, segment.index, state.to_dict(), midi, info)
+        return _Score(
+            segment_index=segment.index,
+            sample_rate=self.sample_rate,
+            frames=round(duration * self.sample_rate),
+            notes=notes,
+            features=features,
+            kit=style.kit,
+            replayed=round(lower * self.sample_rate) if carry and lower > 0 else 0,
+            state=state.to_dict(),
+            midi=[n.midi() for n in notes if lower <= n.start < duration],
+            info=info,
+        )
+
+    def _pieces(self, score: _Score, cancel: threading.Event | None) -> Iterator[np.ndarray]:
+        """The clip's audio, float32 ``(n, 2)`` pieces of :attr:`stream_chunk_frames`, in order."""
+        sr, frames, block = self.sample_rate, score.frames, self.stream_chunk_frames
+        # Rendered in shorter steps than the pieces: the limiter's look-ahead then waits for one
+        # short step past a piece instead of the whole next piece. No step depends on the size.
+        step = min(block, max(1, round(RENDER_STEP_S * sr)))
+        features = score.features
+        plugins: list[pedalboard.Plugin] = [
+            pedalboard.LowpassFilter(cutoff_frequency_hz=min(features.brightness_hz, 0.45 * sr))
+        ]
+        if self.soundfont is None:
+            mix = render_notes(score.notes, sr, frames, cancel)
+            source: Iterator[np.ndarray] = (mix[i : i + step] for i in range(0, frames, step))
+            plugins.append(
+                pedalboard.Reverb(
+                    room_size=features.reverb_room,
+                    damping=0.5,
+                    wet_level=features.reverb_wet,
+                    dry_level=0.85,
+                    width=1.0,
+                )
+            )
+        else:
+            source = play_soundfont(self.soundfont, score.notes, frames, features, score.kit, cancel, step)
+        # pedalboard carries the filters' state from call to call (reset=False): same samples
+        # whatever the pieces.
+        board = pedalboard.Pedalboard(plugins)
+        audio = (board(piece, sr, reset=False) for piece in source)
+        if score.replayed:
+            audio = _quadrature_opening(audio, score.replayed, sr, frames, step)
+        yield from _finished(audio, sr, frames, block, cancel)
+
+
+@dataclass(frozen=True)
+class _Score:
+    """A composed clip, ready to be rendered."""
+
+    segment_index: int
+    sample_rate: int
+    frames: int
+    notes: list[Note]
+    features: Features
+    kit: int
+    replayed: int  # frames of the opening that replay the previous clip's ending (0: none)
+    state: dict[str, Any]
+    midi: list[dict[str, Any]]
+    info: dict[str, Any]
+
+    def clip(self, audio: np.ndarray) -> Clip:
+        return Clip(audio, self.sample_rate, self.segment_index, self.state, self.midi, self.info)
 
 
 def _soundfont_renderer(option: str | None, sample_rate: int) -> SoundFontRenderer | None:
@@ -236,7 +357,9 @@ def revoice(note: Note, layers: Layers) -> Note:
     return Note(note.start, note.end, pitch, note.velocity, note.layer, inst.voice, inst.program)
 
 
-def quadrature_overlap(audio: np.ndarray, overlap: int, sr: int, transition_s: float = 1.0) -> np.ndarray:
+def quadrature_overlap(
+    audio: np.ndarray, overlap: int, sr: int, transition_s: float = TRANSITION_S
+) -> tuple[np.ndarray, int]:
     """Shift the replayed opening by 90 degrees (Hilbert transform), then return to the original.
 
     The opening replays the previous clip's ending, which the chain crossfades with equal-power
@@ -245,25 +368,113 @@ def quadrature_overlap(audio: np.ndarray, overlap: int, sr: int, transition_s: f
     to the original, so the crossfade keeps its power. After the overlap, an equal-power fade of
     ``transition_s`` (between orthogonal signals, so again of constant power) returns to the
     original phase.
+
+    Parameters
+    ----------
+    audio : np.ndarray
+        float32 ``(frames, 2)``: the clip, or at least its first :func:`quadrature_span` frames.
+    overlap : int
+        Frames of the replayed opening.
+
+    Returns
+    -------
+    (head, end) : (np.ndarray, int)
+        The new first ``end`` frames (float32); ``audio`` from ``end`` on is unchanged.
     """
     frames = audio.shape[0]
-    fade = min(round(transition_s * sr), max(0, frames - overlap))
-    end = min(frames, overlap + fade)
-    pad = min(frames - end, sr // 2)  # room for the transform's circular edge, discarded
-    size = sp_fft.next_fast_len(end + pad, real=True)
-    shifted = np.imag(signal.hilbert(audio[: end + pad], N=size, axis=0))[:end]
-    out = audio.copy()
-    out[:overlap] = shifted[:overlap]
+    end, span = quadrature_span(overlap, sr, frames, transition_s)
+    fade = end - overlap
+    # The transform's circular edge falls in the padding beyond ``end``, which is discarded.
+    size = sp_fft.next_fast_len(span, real=True)  # of the real input: faster than the complex size
+    shifted = np.imag(signal.hilbert(audio[:span], N=size, axis=0))[:end]
+    head = shifted.copy()
     if fade > 0:
         angle = np.linspace(0.0, np.pi / 2.0, fade)[:, None]
-        out[overlap:end] = np.cos(angle) * shifted[overlap:end] + np.sin(angle) * audio[overlap:end]
-    ramp = min(overlap, round(EDGE_FADE_S * sr))
-    if ramp > 0:  # keep the clip's fade from silence
-        out[:ramp] *= (np.sin(np.linspace(0.0, np.pi / 2.0, ramp)) ** 2)[:, None]
-    peak = float(np.max(np.abs(out))) if frames else 0.0
-    if peak > PEAK_CEILING:
-        out *= PEAK_CEILING / peak
-    return out.astype(np.float32)
+        head[overlap:end] = np.cos(angle) * shifted[overlap:end] + np.sin(angle) * audio[overlap:end]
+    return head.astype(np.float32), end
+
+
+def quadrature_span(
+    overlap: int, sr: int, frames: int, transition_s: float = TRANSITION_S
+) -> tuple[int, int]:
+    """``(end, span)``: :func:`quadrature_overlap` changes the first ``end`` frames of a clip of
+    ``frames`` and reads the first ``span`` (half a second more, room for the circular edge)."""
+    fade = min(round(transition_s * sr), max(0, frames - overlap))
+    end = min(frames, overlap + fade)
+    return end, end + min(frames - end, sr // 2)
+
+
+def _quadrature_opening(
+    steps: Iterator[np.ndarray], overlap: int, sr: int, frames: int, step: int
+) -> Iterator[np.ndarray]:
+    """``steps`` (of ``step`` frames) with the replayed opening in quadrature
+    (:func:`quadrature_overlap`): waits for the steps the transform reads, then hands them on."""
+    _, span = quadrature_span(overlap, sr, frames)
+    head: list[np.ndarray] = []
+    have = 0
+    for audio in steps:
+        head.append(audio)
+        have += audio.shape[0]
+        if have >= span:
+            break
+    audio = np.concatenate(head)
+    new, end = quadrature_overlap(audio, overlap, sr)
+    audio[:end] = new
+    for start in range(0, audio.shape[0], step):
+        yield audio[start : start + step]
+    yield from steps
+
+
+def _finished(
+    steps: Iterator[np.ndarray], sr: int, frames: int, block: int, cancel: threading.Event | None
+) -> Iterator[np.ndarray]:
+    """The last steps of the rendered ``steps``: at most -1 dBFS, 10-ms fades at both ends; the
+    clip as ``block``-frame pieces, ``frames`` in all.
+
+    The ceiling is the chain's true-peak limiter, which leaves every sample below it untouched:
+    the instruments play with headroom, so it seldom acts (a whole-clip gain would need the whole
+    clip before the first piece). Its 6-ms look-ahead delays the stream; the delay is dropped.
+    """
+    limiter = TruePeakLimiter(sr, 2, ceiling_dbtp=PEAK_CEILING_DB, dtype=np.float32)
+    fade = min(frames // 2, round(EDGE_FADE_S * sr))
+    ramp = np.sin(np.linspace(0.0, np.pi / 2.0, fade, dtype=np.float32)) ** 2 if fade else None
+    skip, done = limiter.latency, 0
+    ready: list[np.ndarray] = []
+    have = 0
+
+    def limited() -> Iterator[np.ndarray]:
+        for step in steps:
+            _check_cancel(cancel)
+            yield limiter.process(step)
+        yield limiter.process(np.zeros((limiter.latency, 2), np.float32))  # the last frames
+
+    for out in limited():
+        if skip:
+            cut = min(skip, out.shape[0])
+            out, skip = out[cut:], skip - cut
+        ready.append(out)
+        have += out.shape[0]
+        while have >= min(block, frames - done) and done < frames:
+            audio = np.concatenate(ready) if len(ready) > 1 else ready[0]
+            n = min(block, frames - done)
+            piece = audio[:n]
+            ready, have = [audio[n:]], have - n
+            if ramp is not None:
+                _edge_fades(piece, done, frames, ramp)
+            done += n
+            yield piece
+
+
+def _edge_fades(piece: np.ndarray, start: int, frames: int, ramp: np.ndarray) -> None:
+    """Fade the clip in over its first and out over its last ``len(ramp)`` frames, in place, for
+    the piece that begins at frame ``start``."""
+    fade, stop = ramp.shape[0], start + piece.shape[0]
+    if start < fade:
+        piece[: min(fade, stop) - start] *= ramp[start : min(fade, stop), None]
+    tail = frames - fade
+    if stop > tail:
+        lo = max(start, tail)
+        piece[lo - start :] *= ramp[::-1][lo - tail : stop - tail, None]
 
 
 def _check_segment(segment: Segment) -> None:
@@ -330,12 +541,12 @@ def _pan(position: float) -> tuple[float, float]:
 
 
 def render_notes(
-    notes: list[Note], sr: int, frames: int, features: Features, cancel: threading.Event | None = None
+    notes: list[Note], sr: int, frames: int, cancel: threading.Event | None = None
 ) -> np.ndarray:
-    """Synthesize ``notes`` into a stereo float32 clip of ``frames`` samples with its room.
+    """Synthesize ``notes`` into a dry stereo float32 ``(frames, 2)`` mix (before the room).
 
-    Each layer is mixed mono, panned with constant power, then the whole mix goes through one
-    pedalboard pass: a low-pass at the emotion's brightness and a reverb sized by arousal.
+    Each layer is mixed mono and panned with constant power; the engine then gives the mix its
+    brightness low-pass and a reverb sized by arousal (pedalboard).
     """
     buses = {name: np.zeros(frames, dtype=np.float32) for name in LAYER_PAN}
     for i, note in enumerate(notes):
@@ -372,29 +583,29 @@ def render_notes(
             continue
         add_note(buses[note.layer], template, model, start, length, gain, sr, attack, release, offset)
     _check_cancel(cancel)
-    mix = np.zeros((2, frames), dtype=np.float32)
+    sides = np.zeros((2, frames), dtype=np.float32)
     for name, bus in buses.items():
         left, right = _pan(LAYER_PAN[name])
-        mix[0] += left * bus
-        mix[1] += right * bus
-    room = pedalboard.Reverb(
-        room_size=features.reverb_room, damping=0.5, wet_level=features.reverb_wet, dry_level=0.85, width=1.0
-    )
-    return _finish(mix * MASTER_GAIN, sr, features, room)
+        sides[0] += (left * MASTER_GAIN) * bus
+        sides[1] += (right * MASTER_GAIN) * bus
+    return np.ascontiguousarray(sides.T)
 
 
-def render_soundfont(
+def play_soundfont(
     renderer: SoundFontRenderer,
     notes: list[Note],
     frames: int,
     features: Features,
     kit: int,
     cancel: threading.Event | None = None,
-) -> np.ndarray:
-    """Play ``notes`` with sampled GM instruments (FluidSynth) into a stereo float32 clip.
+    block: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Play ``notes`` with sampled GM instruments (FluidSynth): float32 ``(n, 2)`` blocks of
+    ``block`` frames as they are rendered, before the brightness low-pass.
 
     Layers get their level, pan and sends as MIDI controllers; FluidSynth's reverb is sized by
-    arousal like the synthetic voices' room; then the same brightness low-pass and peak ceiling.
+    arousal like the synthetic voices' room. A clip whose low-pass keeps less than half the band
+    is played at half the rate.
     """
     mix = {
         layer: layer_mix(
@@ -406,25 +617,4 @@ def render_soundfont(
         for layer, gain in LAYER_GAIN.items()
     }
     cutoff = min(features.brightness_hz, 0.45 * renderer.sample_rate)
-    audio = renderer.render(notes, frames, mix, (features.reverb_room, 0.9), kit, cancel, cutoff)
-    return _finish(audio, renderer.sample_rate, features, None)
-
-
-def _finish(mix: np.ndarray, sr: int, features: Features, room: pedalboard.Plugin | None) -> np.ndarray:
-    """Brightness low-pass (and ``room``), peak at -1 dBFS at most, 10-ms edge fades; ``(frames, 2)``."""
-    plugins: list[pedalboard.Plugin] = [
-        pedalboard.LowpassFilter(cutoff_frequency_hz=min(features.brightness_hz, 0.45 * sr))
-    ]
-    if room is not None:
-        plugins.append(room)
-    out = pedalboard.Pedalboard(plugins)(np.ascontiguousarray(mix, dtype=np.float32), sr)
-    frames = out.shape[1]
-    peak = float(np.max(np.abs(out))) if frames else 0.0
-    if peak > PEAK_CEILING:
-        out *= PEAK_CEILING / peak
-    fade = min(frames // 2, round(EDGE_FADE_S * sr))
-    if fade > 0:
-        ramp = np.sin(np.linspace(0.0, np.pi / 2.0, fade, dtype=np.float32)) ** 2
-        out[:, :fade] *= ramp
-        out[:, -fade:] *= ramp[::-1]
-    return np.ascontiguousarray(out.T, dtype=np.float32)
+    return renderer.play(notes, frames, mix, (features.reverb_room, 0.9), kit, cancel, cutoff, block)
