@@ -9,11 +9,19 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a rendered session or a daemon recording",
-        description="Evaluate a render folder (plan.json, clips/, session.wav) or a daemon recording "
-        "(recording.wav + events.jsonl): writes metrics.json and evaluation.md/.html with plots.",
+        help="evaluate a rendered session or a session the daemon played",
+        description="Evaluate a render folder (plan.json, clips/, session.wav), a daemon recording "
+        "(recording.wav + events.jsonl) or a session of the daemon's state folder (events.jsonl, "
+        "history.sqlite and the recording they name): writes metrics.json and evaluation.md/.html "
+        "with plots (for a state folder into STATE_DIR/evaluations/SESSION_ID).",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder, or the daemon's state folder")
+    parser.add_argument(
+        "--session",
+        metavar="ID",
+        help="in a state folder: the session to evaluate, an id or its unique beginning as "
+        "`ctl history` shows it (default: the last)",
+    )
     parser.add_argument(
         "--clap",
         metavar="ID_OR_DIR",
@@ -47,10 +55,13 @@ def run(args: argparse.Namespace) -> int:
         report_format=args.format,
         device=args.device,
     )
-    metrics = evaluate_run(args.run_dir, options, out_dir=args.out)
+    metrics = evaluate_run(args.run_dir, options, out_dir=args.out, session=args.session)
     from musicmed_stream.evaluation.report import summary_rows
 
+    run = metrics["run"]
+    if run.get("session_id"):
+        print(f"{'session':40s} {run['session_id']}")
     for name, value in summary_rows(metrics):
         print(f"{name:40s} {value}")
-    print(f"wrote metrics.json and evaluation.{args.format} in {args.out or args.run_dir}", file=sys.stderr)
+    print(f"wrote metrics.json and evaluation.{args.format} in {run['output']}", file=sys.stderr)
     return 0

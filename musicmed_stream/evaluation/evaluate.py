@@ -20,7 +20,7 @@ from musicmed_stream.evaluation.comfort import comfort_report
 from musicmed_stream.evaluation.compare import listening_figures
 from musicmed_stream.evaluation.features import estimate_va, extract_features
 from musicmed_stream.evaluation.report import write_report
-from musicmed_stream.evaluation.run import Run, load_run
+from musicmed_stream.evaluation.run import HISTORY_FILE, Run, load_run
 from musicmed_stream.evaluation.speed import speed_metrics
 
 METRICS_FILE = "metrics.json"
@@ -121,11 +121,16 @@ def _recognition(
 
 
 def evaluate_run(
-    folder: str | Path, options: EvaluationOptions = EvaluationOptions(), out_dir: str | Path | None = None
+    folder: str | Path,
+    options: EvaluationOptions = EvaluationOptions(),
+    out_dir: str | Path | None = None,
+    session: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the run in ``folder``; write ``metrics.json`` and the report into ``out_dir`` (or ``folder``).
+    """Evaluate the run in ``folder``; write ``metrics.json`` and the report into ``out_dir`` (default:
+    ``folder``; for a daemon state folder ``folder/evaluations/SESSION_ID``, one per session).
 
-    Returns the metrics as written.
+    ``session``: in a daemon state folder, the session to evaluate (an id or the unique beginning
+    of one); default the last. Returns the metrics as written.
     """
     if options.report_format not in REPORT_FORMATS:
         raise ConfigError(f"unknown report format {options.report_format!r}; choose md or html")
@@ -133,10 +138,10 @@ def evaluate_run(
     mer_name, mer_path = backends.parse_mer(options.mer)
     if mer_name == "clap" and not options.clap:
         raise ConfigError("--mer clap needs a CLAP model: pass --clap ID_OR_DIR")
-    run = load_run(folder)
+    run = load_run(folder, session)
     scorer = ClapScorer(options.clap, device=options.device) if options.clap else None
     essentia = backends.EssentiaMoodTheme(mer_path or "") if mer_name == "essentia" else None
-    out = Path(out_dir) if out_dir is not None else run.folder
+    out = Path(out_dir) if out_dir is not None else output_folder(run)
     out.mkdir(parents=True, exist_ok=True)
 
     features = [extract_features(c.audio, c.sample_rate) for c in run.clips]
@@ -154,10 +159,13 @@ def evaluate_run(
     metrics: dict[str, Any] = {
         "run": {
             "folder": str(run.folder),
+            "output": str(out),
             "kind": run.kind,
             "clips": len(run.clips),
             "duration_s": audio_s,
             "session_offset_s": run.offset_s,
+            "session_id": run.session_id,
+            "recording": None if run.recording is None else str(run.recording),
             "engine": _engine_name(run.render_info),
             "parameters": _engine_parameters(run.render_info),
         },
@@ -194,6 +202,15 @@ def evaluate_run(
     write_report(metrics, short_term, out, options.report_format)
     write_text_atomic(out / METRICS_FILE, json.dumps(metrics, indent=2))
     return metrics
+
+
+def output_folder(run: Run) -> Path:
+    """Where the report goes by default: the run folder, or for a session of a daemon state folder
+    (with its listening history) ``evaluations/SESSION_ID`` in it, so sessions do not overwrite
+    each other's reports."""
+    if run.session_id is not None and (run.folder / HISTORY_FILE).is_file():
+        return run.folder / "evaluations" / run.session_id
+    return run.folder
 
 
 def _engine_name(info: dict[str, Any]) -> str | None:
