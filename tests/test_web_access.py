@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_web_history import past_sessions, with_history
 from web.fake_controller import FakeController
 from web.page_tools import (
     composite,
@@ -143,6 +144,7 @@ async def check_contrast(served: Served, theme: str) -> int:
 def test_contrast_of_all_text_in_light_and_dark_themes(tmp_path: Path) -> None:
     def with_presets(controller: FakeController) -> None:
         controller.presets = [{"name": "Calm down, 15 min", "from": "tense", "to": "calm", "minutes": 15}]
+        controller.sessions = past_sessions()  # the history view, opened below, has text too
 
     async def scenario() -> None:
         async with served_page(tmp_path / "profile", with_presets) as served:
@@ -152,6 +154,8 @@ def test_contrast_of_all_text_in_light_and_dark_themes(tmp_path: Path) -> None:
                 await emulate_color_scheme(page, theme)
                 assert await check_contrast(served, f"{theme}, idle") > 20
             await served.start()
+            await page.evaluate("document.getElementById('history').open = true; true")
+            await page.wait_for("document.querySelectorAll('#history-list li').length === 3")
             served.controller.fail_next = RuntimeError("a daemon bug")
             await page.evaluate("document.getElementById('pause').click(); true")
             await page.wait_for("document.getElementById('message').textContent.includes('internal')")
@@ -162,6 +166,14 @@ def test_contrast_of_all_text_in_light_and_dark_themes(tmp_path: Path) -> None:
                 dark = sum(parse_color(background)[:3]) < 3 * 64
                 assert dark == (theme == "dark"), f"{theme}: page background {background}"
                 await check_contrast(served, f"{theme}, playing")
+                history = [m for m in await text_contrast(page, "#history *") if m["text"]]
+                assert len(history) >= 3 * 4, history  # every session's date, journey, length, check-in
+                # The check-in circles are drawn in --accent over --field: 3:1 for graphics (1.4.11).
+                css = await page.evaluate(
+                    "(() => { const s = getComputedStyle(document.documentElement);"
+                    " return [s.getPropertyValue('--accent'), s.getPropertyValue('--field')]; })()"
+                )
+                assert contrast_ratio(parse_color(css[0].strip()), parse_color(css[1].strip())) >= 3
                 # The confirmation dialog, over the page.
                 await page.evaluate("document.getElementById('start').click(); true")
                 await page.wait_for("document.getElementById('confirm-start').open")
@@ -225,9 +237,11 @@ def test_axe_core_finds_no_serious_violation_in_either_theme(tmp_path: Path) -> 
         pytest.skip("axe-core not found: npm install axe-core (checkout or its parent), or set AXE_CORE_JS")
 
     async def scenario() -> None:
-        async with served_page(tmp_path / "profile") as served:
+        async with served_page(tmp_path / "profile", with_history) as served:
             await served.start()
             await served.page.evaluate("document.getElementById('tech').open = true")
+            await served.page.evaluate("document.getElementById('history').open = true")
+            await served.page.wait_for("document.querySelectorAll('#history-list li').length === 3")
             for theme in ("light", "dark"):
                 await emulate_color_scheme(served.page, theme)
                 violations = await run_axe(served.page, axe)

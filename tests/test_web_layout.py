@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from test_web_history import with_history
 from web.page_tools import emulate_color_scheme, full_screenshot, screenshot_dir, set_viewport
 from web.served_page import Served, served_page
 
@@ -18,7 +19,7 @@ SCREENS = [(320, 640), (390, 844), (768, 1024), (1280, 800)]
 # Everything that must be wholly on screen horizontally: the cards, the circle, each button
 # (Start most of all) and each field.
 BOXES_JS = """
-[...document.querySelectorAll('.card, canvas, button, input, select, header, main')]
+[...document.querySelectorAll('.card, canvas, button, input, select, header, main, li, svg')]
   .filter((el) => el.getClientRects().length && el.checkVisibility())
   .map((el) => { const r = el.getBoundingClientRect();
                  return {what: el.id || el.className || el.tagName, left: r.left, right: r.right,
@@ -50,14 +51,17 @@ def test_no_overflow_and_readable_labels_from_320_px_up(tmp_path: Path) -> None:
     shots = screenshot_dir(tmp_path)
 
     async def scenario() -> None:
-        async with served_page(tmp_path / "profile") as served:
+        async with served_page(tmp_path / "profile", with_history) as served:
             await served.start()
-            # The longest texts the cards show: details open, a message, the check-in prompt.
+            # The longest texts the cards show: details open, a message, the check-in prompt, the
+            # history with its sessions.
             await served.page.evaluate(
                 "document.getElementById('tech').open = true;"
+                "document.getElementById('history').open = true;"
                 "document.getElementById('message').textContent = 'rejected: unknown emotion clam';"
                 "true"
             )
+            await served.page.wait_for("document.querySelectorAll('#history-list li').length === 3")
             for width, height in SCREENS:
                 await set_viewport(served.page, width, height)
                 check_fits(f"{width}x{height}", await measure(served))

@@ -55,6 +55,8 @@ const ui = {
   volume: $("volume"), volumeValue: $("volume-value"), volumeCap: $("volume-cap"),
   auth: $("auth"), token: $("token"), message: $("message"), announcer: $("announcer"),
   dialog: $("confirm-start"), dialogText: $("confirm-text"), dialogRetarget: $("confirm-retarget"),
+  historySection: $("history-section"), history: $("history"), historyNote: $("history-note"),
+  historyList: $("history-list"),
 };
 
 const state = {
@@ -184,9 +186,11 @@ function onEvent(type, data) {
   switch (type) {
     case "session_started":
       bankClock(); setPlan(data.plan, true); state.status.state = "playing"; state.status.segment_index = 0;
+      state.status.session_id = data.session_id;
       state.pending = null; state.endedText = state.endedDetail = null; ui.checkinAfter.hidden = true;
       setClock({ played_s: 0, total_s: data.total_s ?? planTotal(data.plan) });
       announce(`Session started: ${describeJourney(state.plan)}.`);
+      refreshHistory();
       break;
     case "plan_changed": {
       setPlan(data.plan, true); state.pending = null;
@@ -218,6 +222,7 @@ function onEvent(type, data) {
       showNow({}, null);
       announce(`${state.endedText}.`);
       if (state.commands.has("checkin")) ui.checkinAfter.hidden = false;
+      refreshHistory(); // the daemon writes the end before it answers a later command
       break;
   }
   showFeatures();
@@ -478,6 +483,7 @@ function showFeatures() {
     ui.presets.replaceChildren(...presets.filter((p) => p && p.name && p.to).map(presetButton));
   }
   ui.presets.hidden = ui.presets.childElementCount === 0;
+  ui.historySection.hidden = !state.commands.has("history");
   const canCheckin = state.commands.has("checkin");
   ui.checkinBefore.hidden = !canCheckin || active() || state.checkin != null;
   if (!canCheckin) ui.checkinAfter.hidden = true;
@@ -766,6 +772,7 @@ function recordCheckin(valence, arousal) {
     announce(`Thank you. Noted: ${describePoint(valence, arousal)}.`);
     ui.readout.textContent = "Thank you, noted.";
     leaveCheckin();
+    refreshHistory();
   }, () => {});
 }
 
@@ -838,6 +845,121 @@ document.getElementById("auth-form").addEventListener("submit", (ev) => {
   sessionStorage.setItem("musicmed-token", ui.token.value);
   socket.close();
 });
+
+// --- listening history ---------------------------------------------------------------------------
+
+// The latest sessions, asked for when the listener opens "History" (and again when a session starts
+// or ends, or a check-in is noted, while it is open). Each is told in words; the little circle
+// beside it shows the same check-ins and is hidden from screen readers.
+const HISTORY_LIMIT = 10;
+const ENDINGS = { finished: "finished", stopped: "stopped early", error: "ended by a fault" };
+const isPoint = (label) => /^[-+]?[\d.]/.test(label || "");
+
+// A state as a word: its label when that is a name, else "near" the nearest emotion.
+function placeName(label, point) {
+  if (label && !isPoint(label)) return label;
+  const near = Array.isArray(point) ? nearestEmotion(point[0], point[1]) : null;
+  return near ? `near ${near.name}` : label || "?";
+}
+
+function feltName(checkin) {
+  if (!checkin) return null;
+  const near = nearestEmotion(checkin.valence, checkin.arousal);
+  return near ? near.name : `${round(checkin.valence)},${round(checkin.arousal)}`;
+}
+
+function lastCheckin(entry, moment) {
+  const list = (entry.checkins || []).filter((c) => c.moment === moment);
+  return list.length ? list[list.length - 1] : null;
+}
+
+function minutesText(seconds) {
+  if (seconds == null) return "?";
+  const m = Math.round(seconds / 60);
+  return seconds < 60 ? "under a minute" : `${m} min`;
+}
+
+function refreshHistory() {
+  if (ui.history.open && state.commands.has("history")) loadHistory();
+}
+
+function loadHistory() {
+  ui.history.setAttribute("aria-busy", "true");
+  send("history", { limit: HISTORY_LIMIT }).then((result) => {
+    const sessions = Array.isArray(result?.sessions) ? result.sessions : [];
+    ui.historyList.replaceChildren(...sessions.map(historyItem));
+    ui.historyNote.textContent = sessions.length
+      ? `The latest ${sessions.length === 1 ? "session" : `${sessions.length} sessions`}, newest first.`
+      : "No sessions yet.";
+  }, (err) => {
+    ui.historyList.replaceChildren();
+    ui.historyNote.textContent = `The history is not available: ${err.message}`;
+  }).finally(() => ui.history.removeAttribute("aria-busy"));
+}
+
+function historyItem(entry) {
+  const li = document.createElement("li");
+  li.className = "history-item";
+  li.dataset.session = entry.id;
+  const text = document.createElement("div");
+  text.className = "history-text";
+
+  const when = document.createElement("time");
+  const date = new Date(entry.started_at * 1000);
+  when.dateTime = date.toISOString();
+  when.textContent = date.toLocaleString(undefined, {
+    weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+  });
+  const journey = document.createElement("p");
+  journey.className = "history-journey";
+  journey.textContent = `${placeName(entry.start_label, entry.start)} → ${placeName(entry.target_label, entry.target)}`;
+
+  const playing = entry.end_reason == null && entry.id === state.status.session_id && active();
+  const played = playing ? clockNow().played : entry.played_s;
+  const ending = playing ? "playing now" : ENDINGS[entry.end_reason] || (entry.end_reason ?? "did not end");
+  const length = document.createElement("p");
+  length.className = "small history-length";
+  length.textContent = `${played == null ? "–" : `Played ${minutesText(played)}`} of ${minutesText(entry.planned_s)} · ${ending}`;
+
+  const before = lastCheckin(entry, "before");
+  const after = lastCheckin(entry, "after");
+  const felt = document.createElement("p");
+  felt.className = "history-felt";
+  if (before && after) felt.textContent = `Felt ${feltName(before)} → ${feltName(after)}`;
+  else if (before) felt.textContent = `Felt ${feltName(before)} before`;
+  else if (after) felt.textContent = `Felt ${feltName(after)} after`;
+  else felt.textContent = "No check-in";
+
+  text.append(when, journey, length, felt);
+  li.append(text);
+  if (before || after) li.append(miniCircle(before, after));
+  return li;
+}
+
+// A small circumplex with the check-ins: before as a ring, after as a dot, a line between them.
+function miniCircle(before, after) {
+  const NS = "http://www.w3.org/2000/svg";
+  const make = (tag, attrs, cls) => {
+    const el = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (cls) el.setAttribute("class", cls);
+    return el;
+  };
+  const at = (c) => [22 + 18 * c.valence, 22 - 18 * c.arousal];
+  const svg = make("svg", { viewBox: "0 0 44 44", width: 44, height: 44, "aria-hidden": "true", focusable: "false" }, "mini");
+  svg.append(make("circle", { cx: 22, cy: 22, r: 20 }, "mini-ring"));
+  svg.append(make("path", { d: "M22 4V40M4 22H40" }, "mini-axes"));
+  if (before && after) {
+    const [x1, y1] = at(before);
+    const [x2, y2] = at(after);
+    svg.append(make("line", { x1, y1, x2, y2 }, "mini-move"));
+  }
+  if (before) { const [x, y] = at(before); svg.append(make("circle", { cx: x, cy: y, r: 3.5 }, "mini-before")); }
+  if (after) { const [x, y] = at(after); svg.append(make("circle", { cx: x, cy: y, r: 3.5 }, "mini-after")); }
+  return svg;
+}
+
+ui.history.addEventListener("toggle", () => { if (ui.history.open) loadHistory(); });
 
 // --- display preferences (remembered on this device) ---------------------------------------------
 
