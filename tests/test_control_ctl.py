@@ -330,8 +330,14 @@ def test_url_forms_environment_and_the_daemons_config(
     config.write_text(f'[control]\nhost = "0.0.0.0"\nport = {port}\ntoken = "letmein"\n')
     assert main(["ctl", "--config", str(config), "status"]) == 0
     monkeypatch.setenv("MUSICMED_CONFIG", str(config))
+    monkeypatch.setenv("MUSICMED_CTL_URL", "")  # set but empty: no URL, and no configuration key
     assert main(["ctl"]) == 0
-    assert capsys.readouterr().out == "[idle] vol 100%\n" * 3
+    # The daemon's own environment overrides of [control] count, as for the daemon.
+    config.write_text('[control]\nport = 9\ntoken = "letmein"\n')
+    monkeypatch.setenv("MUSICMED_CONTROL_PORT", str(port))
+    assert main(["ctl"]) == 0
+    monkeypatch.delenv("MUSICMED_CONTROL_PORT")
+    assert capsys.readouterr().out == "[idle] vol 100%\n" * 4
     config.write_text("[control]\nport = 0\n")
     assert main(["ctl"]) == 2
     assert "control.port = 0" in capsys.readouterr().err

@@ -188,7 +188,10 @@ def resolve_connection(args: argparse.Namespace) -> tuple[str, str | None]:
     # Only here: the daemon's configuration module is heavy (it validates every section).
     from musicmed_stream.service.config import load_config
 
-    control = load_config(path).control
+    # Only the [control] overrides of the environment: ctl's own variables (MUSICMED_CTL_URL) are
+    # no configuration keys, and another section's override is none of ctl's business.
+    env = {k: v for k, v in os.environ.items() if k.startswith("MUSICMED_CONTROL_")}
+    control = load_config(path, env=env).control
     if control.port == 0:
         raise CtlError(f"{path} lets the daemon pick any free port (control.port = 0): pass --url")
     host = control.host
