@@ -263,10 +263,9 @@ def test_presets_and_start_from_a_preset(served: Served, capsys: Capture) -> Non
     options = served.controller.calls[-1][1]
     assert (options.start, options.target, options.minutes, options.replace) == ("happy", "calm", 5.0, True)
     capsys.readouterr()
-    # Without FROM the protocol has no start to send (its `from` is required): say what to type.
-    assert ctl(served, "start", "--preset", "calm", "--replace") == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "give FROM, e.g. ctl start tense --preset 'calm'" in err, err
+    # Without FROM the start goes without `from`: the daemon starts where the listener said they are
+    assert ctl(served, "start", "--preset", "calm", "--replace") == 0
+    assert served.controller.calls[-1][1].start is None
     assert ctl(served, "start", "--preset", "party") == 2
     assert (
         "no preset 'party'; the daemon offers: 'Calm down, 15 min', 'Fall asleep, 30 min'"

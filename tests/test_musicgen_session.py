@@ -102,6 +102,7 @@ class FinishTimes:
     def __init__(self, engine):
         self.engine = engine
         self.name, self.sample_rate, self.channels = engine.name, engine.sample_rate, engine.channels
+        self.stream_chunk_seconds = engine.stream_chunk_seconds
         self.finished: list[float] = []
 
     def generate(self, segment, previous, *, seed, cancel=None):
@@ -135,13 +136,12 @@ def test_the_first_streamed_seconds_play_before_the_clip_is_finished(tiny_dir, t
         try:
             await daemon.start_session(StartOptions("sad", "calm", seed=2))
             first_sound = None
-            for _ in range(20000):  # play as the audio comes, without waiting for the producer
-                await daemon.play(512 / 32000, wait=False)
+            deadline = time.monotonic() + 240
+            while not engine.finished and time.monotonic() < deadline:  # play as the audio comes,
+                await daemon.play(512 / 32000, wait=False)  # without waiting for the producer
                 if first_sound is None and np.abs(daemon.sink.blocks[-1]).max() > 0:
                     first_sound = time.monotonic()
-                if engine.finished:
-                    break
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.005)
             return first_sound
         finally:
             await daemon.close(fade_seconds=0.05)

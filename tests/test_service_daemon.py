@@ -669,3 +669,16 @@ def test_a_storm_of_commands_never_stalls_or_breaks_the_session(tmp_path: Path) 
     assert not of(events, "error") and not of(events, "underrun")
     indexes = [s.index for s in of(events, "segment_started")]
     assert len(indexes) >= 8, "segments kept starting"
+
+
+def test_a_start_without_from_begins_where_the_listener_said_they_are(tmp_path: Path) -> None:
+    async def body(d: Daemon, events: list[Event]) -> tuple[Any, Any]:
+        default = await d.start_session(StartOptions(None, "calm"))  # no check-in: [session] from
+        await d.stop(0.05)
+        await d.check_in("before", VA(-0.4, 0.55))
+        felt = await d.start_session(StartOptions(None, "calm"))
+        return default, felt
+
+    (default, felt), _ = run_with(make_daemon(tmp_path), body)
+    assert default.plan["start_label"] == "sad"
+    assert felt.plan["start"] == {"valence": -0.4, "arousal": 0.55}

@@ -25,13 +25,15 @@ PlayState = Literal["idle", "playing", "paused", "stopping"]
 
 @dataclass(frozen=True)
 class StartOptions:
-    """A session request; ``None`` fields take the configured session defaults (``[session]``).
+    """A session request; ``None`` fields take the configured session defaults (``[session]``),
+    except ``start``: ``None`` is the listener's own "before" check-in of the last half hour when
+    there is one (they said where they are), else ``[session] from``.
 
     ``replace``: start even though a session plays (it fades out first); without it, a start
     during a session is refused, so that a double tap or a second companion does not cut the
     listener's session short."""
 
-    start: State
+    start: State | None
     target: State
     minutes: float | None = None
     clip_seconds: float | None = None

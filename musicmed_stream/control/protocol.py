@@ -105,7 +105,7 @@ def _state(value: str | TargetPoint) -> str | VA:
     return value.va() if isinstance(value, TargetPoint) else value.strip()
 
 
-def _not_blank(value: str | TargetPoint) -> str | TargetPoint:
+def _not_blank(value: str | TargetPoint | None) -> str | TargetPoint | None:
     if isinstance(value, str) and not value.strip():
         raise ValueError("must not be empty")
     return value
@@ -115,7 +115,12 @@ class StartCommand(_Command):
     """Start a session from the listener's current state to the target state."""
 
     type: Literal["start"]
-    from_: StateName | TargetPoint = Field(alias="from", description="Current state, or {valence, arousal}.")
+    from_: StateName | TargetPoint | None = Field(
+        default=None,
+        alias="from",
+        description="Current state, or {valence, arousal}; omitted: the listener's check-in of the "
+        "last half hour, else the daemon's [session] from.",
+    )
     to: StateName | TargetPoint = Field(description="Target state, same forms as ``from``.")
     minutes: Minutes | None = None
     clip_seconds: ClipSeconds | None = None
@@ -128,8 +133,8 @@ class StartCommand(_Command):
 
     _blank = field_validator("from_", "to")(_not_blank)
 
-    def start_state(self) -> str | VA:
-        return _state(self.from_)
+    def start_state(self) -> str | VA | None:
+        return None if self.from_ is None else _state(self.from_)
 
     def target_state(self) -> str | VA:
         return _state(self.to)

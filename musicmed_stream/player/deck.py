@@ -391,9 +391,8 @@ class Deck:
             started = time.perf_counter()
             with self._lock:
                 flush = self._render(block)
-            if flush:
-                self.ring.clear()  # only silence is queued: the program's first sound plays sooner
-            self.ring.write(block)
+            # only silence is queued before a program's first sound: drop it, so that it plays sooner
+            self.ring.write(block, drop_unread=flush)
             self.render_seconds += time.perf_counter() - started
             self.render_frames += self.block_size
             blocks += 1

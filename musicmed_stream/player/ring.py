@@ -8,6 +8,7 @@ short lock, so the real-time side never allocates and never waits on generation.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -54,6 +55,18 @@ class RingBuffer:
     def frames_written(self) -> int:
         return self._written
 
+    def wait_for(self, frames: int, timeout: float) -> bool:
+        """Wait until at least ``frames`` are ready to be read; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.available() < frames:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.readable.clear()
+            if self.available() < frames:
+                self.readable.wait(min(left, 0.01))
+        return True
+
     def available(self) -> int:
         """Frames ready to be read."""
         with self._lock:
@@ -64,9 +77,13 @@ class RingBuffer:
         with self._lock:
             return self.capacity - (self._written - self._read)
 
-    def write(self, frames: np.ndarray) -> int:
-        """Copy as many leading frames of ``frames`` as fit; return how many were copied."""
+    def write(self, frames: np.ndarray, drop_unread: bool = False) -> int:
+        """Copy as many leading frames of ``frames`` as fit; return how many were copied. With
+        ``drop_unread`` the unread frames are dropped first (counted as read), in one step, so that
+        the reader never finds the ring empty in between."""
         with self._lock:
+            if drop_unread:
+                self._read = self._written
             count = min(frames.shape[0], self.capacity - (self._written - self._read))
             self._copy_in(frames[:count], self._written % self.capacity)
             self._written += count

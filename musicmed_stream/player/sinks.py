@@ -221,14 +221,36 @@ class FileSink(PacedSink):
         self._since_flush = 0
 
     def _open(self) -> None:
+        """Open the recording: a WAV of the same format is continued (a restarted daemon appends,
+        so the history's offsets into it stay right); anything else is kept as ``NAME.1`` first."""
         subtype = "FLOAT" if self.path.suffix.lower() == ".wav" else "PCM_24"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file() and self._continue(subtype):
+                return
+            if self.path.is_file():
+                os.replace(self.path, self._older())
             self._file = sf.SoundFile(
                 self.path, "w", samplerate=self.sample_rate, channels=self.channels, subtype=subtype
             )
+            self.frames_written = 0
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             raise SinkError(f"cannot open recording file {self.path}: {exc}") from exc
+
+    def _continue(self, subtype: str) -> bool:
+        try:
+            info = sf.info(self.path)
+        except (sf.LibsndfileError, RuntimeError):
+            return False
+        same = (info.samplerate, info.channels, info.subtype) == (self.sample_rate, self.channels, subtype)
+        if not same or self.path.suffix.lower() != ".wav":  # libsndfile appends to WAV, not to FLAC
+            return False
+        self._file = sf.SoundFile(self.path, "r+")
+        self.frames_written = self._file.seek(0, sf.SEEK_END)
+        return True
+
+    def _older(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.1{self.path.suffix}")
 
     def _consume(self, block: np.ndarray) -> None:
         assert self._file is not None
@@ -246,7 +268,7 @@ class FileSink(PacedSink):
     def _rotate(self) -> None:
         """Keep the recording so far as ``NAME.1.SUFFIX`` and start a new file."""
         self._close()
-        older = self.path.with_name(f"{self.path.stem}.1{self.path.suffix}")
+        older = self._older()
         os.replace(self.path, older)
         log.info(
             "recording %s reached %d MB: kept as %s, a new one begins", self.path, self.max_bytes >> 20, older

@@ -94,7 +94,7 @@ class PlaybackSettings(Section):
     section = "playback"
 
     buffer_seconds: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = 45.0
-    ring_seconds: Annotated[float, Field(ge=0.02, le=5, allow_inf_nan=False)] = 1.0
+    ring_seconds: Annotated[float, Field(ge=0.02, le=5, allow_inf_nan=False)] = 2.0
     respond_seconds: Annotated[float, Field(ge=0.02, le=5, allow_inf_nan=False)] = 0.1
     volume: Volume = 0.8
     max_volume: Volume = 1.0  # no client can set more (a care limit)
@@ -234,7 +234,8 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
     sections = sorted(_sections(), key=len, reverse=True)  # engine.musicgen before engine
     result = {}
     for name, value in env.items():
-        if not name.startswith("MUSICMED_") or name == "MUSICMED_CONFIG":
+        # MUSICMED_CONFIG names the file; MUSICMED_CTL_* belong to the ctl client
+        if not name.startswith("MUSICMED_") or name == "MUSICMED_CONFIG" or name.startswith("MUSICMED_CTL_"):
             continue
         rest = name[len("MUSICMED_") :].lower()
         for section in sections:

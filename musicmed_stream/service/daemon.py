@@ -75,7 +75,7 @@ from musicmed_stream.player.deck import Bridged, BridgePolicy, Deck, Ended, Hear
 from musicmed_stream.player.sinks import Sink
 from musicmed_stream.service.config import Config, event_log_path
 from musicmed_stream.service.eventlog import EventLog
-from musicmed_stream.service.history import HISTORY_FILE, History
+from musicmed_stream.service.history import CHECKIN_WINDOW_S, HISTORY_FILE, History
 from musicmed_stream.service.producer import (
     PlacedClip,
     Producer,
@@ -194,7 +194,6 @@ class Daemon:
                 self._history = await asyncio.to_thread(History, self.state_dir / HISTORY_FILE)
             except (OSError, sqlite3.Error) as exc:
                 log.error("listening history unavailable in %s: %s (playback goes on)", self.state_dir, exc)
-        await asyncio.to_thread(self.sink.start, self.deck.ring)
         if not self._manual:
             # The feeder releases the GIL at every numpy call; with the default 5-ms switch
             # interval a busy engine thread would keep it that long each time.
@@ -202,6 +201,10 @@ class Daemon:
             sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
             self._feeder = threading.Thread(target=self._feed, name="feeder", daemon=True)
             self._feeder.start()
+            # the sink's first reads find audio, not an empty ring
+            await asyncio.to_thread(self.deck.ring.wait_for, 4 * self.sink.block_size, 5.0)
+        await asyncio.to_thread(self.sink.start, self.deck.ring)
+        if not self._manual:
             self._monitor = asyncio.create_task(self._watch(), name="monitor")
         await self._planning()  # once, so that starting a session does not wait for it
         if self.config.service.warmup:
@@ -258,7 +261,7 @@ class Daemon:
         """Plan a session from ``options`` (``None`` fields: configured defaults) and start it."""
         defaults = self.config.session
         statistics, mapping = await self._planning()
-        start_va, start_label = self._resolve(options.start, "start", mapping)
+        start_va, start_label = self._resolve(await self._start_state(options.start), "start", mapping)
         target_va, target_label = self._resolve(options.target, "target", mapping)
         settings = PlanSettings(
             minutes=_pick(options.minutes, defaults.minutes),
@@ -494,6 +497,7 @@ class Daemon:
 
     def _begin(self, session: Session) -> None:
         self.deck.begin()
+        self._underruns = self.sink.counters()  # a session reports only its own
         self._session = session
         self._last_level = self.deck.output_frames
         plan = session.plan
@@ -622,6 +626,19 @@ class Daemon:
                 log.info("MTG-Jamendo metadata not found at %r: planning with the built-in palette", folder)
                 self._statistics = builtin_palette()
         return self._statistics, self._mapping
+
+    async def _start_state(self, start: State | None) -> State:
+        """Where a session starts: as asked; else where the listener said they are (a "before"
+        check-in of the last half hour); else ``[session] from``."""
+        if start is not None:
+            return start
+        if self._history is not None:
+            since = time.time() - CHECKIN_WINDOW_S
+            loop = asyncio.get_running_loop()
+            felt = await loop.run_in_executor(self._io, self._history.recent_checkin, "before", since)
+            if felt is not None:
+                return VA(felt.valence, felt.arousal)
+        return self.config.session.start
 
     def _resolve(self, spec: State, what: str, mapping: TagMapping) -> tuple[VA, str]:
         if not isinstance(spec, str | VA):

@@ -232,7 +232,20 @@ class History:
         )
         return session_id
 
+    def plan_changed(self, session_id: str, *, planned_s: float) -> bool:
+        return self._write("UPDATE sessions SET planned_s = ? WHERE id = ?", (planned_s, session_id))
+
     # ------------------------------------------------------------------ reading
+
+    def recent_checkin(self, moment: str, since: float) -> CheckIn | None:
+        """The latest check-in of ``moment`` not given to a session yet, made after ``since``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT moment, valence, arousal, at FROM checkins WHERE moment = ? AND session_id IS NULL"
+                " AND at >= ? ORDER BY at DESC LIMIT 1",
+                (moment, since),
+            ).fetchone()
+        return CheckIn(*row) if row else None
 
     def sessions(self, limit: int = 20) -> list[SessionEntry]:
         """The latest ``limit`` sessions, newest first, each with its check-ins."""

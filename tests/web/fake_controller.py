@@ -154,10 +154,11 @@ class FakeController:
         if self.state != "idle" and not options.replace:
             # The daemon's refusal, so that a double tap never cuts a session short.
             raise MusicMedError("a session plays: lead it elsewhere with set_target, or start with replace")
-        start, target = resolve(options.start), resolve(options.target)
+        begin = options.start if options.start is not None else "sad"  # the daemon's [session] from
+        start, target = resolve(begin), resolve(options.target)
         if self.state != "idle":
             self._end("stopped")
-        labels = {"start_label": options.start, "target_label": options.target}
+        labels = {"start_label": begin, "target_label": options.target}
         self.plan = line_plan(start, target, 5) | labels
         self.state, self.index = "playing", 0
         self._played, self._since = 0.0, time.monotonic()

@@ -36,9 +36,11 @@ def daemon_overrides(folder: Path, jamendo: Path, speed: float) -> dict[str, Any
         "service.warmup": False,
         "session.jamendo": str(jamendo),
         "playback.buffer_seconds": 8.0,
-        # A sped-up sink drains the ring faster than real time: past 4x, keep at least the 0.25 s of
-        # wall time the default (1 s) holds at 4x, so that a busy test machine does not underrun.
-        "playback.ring_seconds": max(PlaybackSettings().ring_seconds, 0.25 * speed),
+        # A sped-up sink drains the ring faster than real time: keep at least half a second of wall
+        # time, so that a busy test machine does not underrun (commands do not wait for the ring).
+        "playback.ring_seconds": min(max(PlaybackSettings().ring_seconds, 0.5 * speed), 5.0),
+        # and a command leaves the same wall time (0.1 s) of audio in the ring as at real time
+        "playback.respond_seconds": PlaybackSettings().respond_seconds * speed,
     }
 
 
