@@ -100,7 +100,8 @@ class TruePeakLimiter:
 
     Output is delayed by :attr:`latency` frames (zeros at the start). ``dtype`` is the precision
     of the samples (input, buffer, interpolation, output; the per-chunk gains are float64):
-    float32 needs a quarter less time and moves samples by at most an ulp of float32.
+    float32 needs a quarter less time and moves samples by less than 1e-6 of their value (a few
+    float32 ulps; the ceiling is rounded down, so it holds).
     """
 
     def __init__(
