@@ -201,8 +201,9 @@ def _denoise(
         return data.copy()
     bin_hz = sample_rate / (n_fft / 2)
     smooth = freq_smooth_hz if freq_smooth_hz >= bin_hz else None
-    # Imported here: noisereduce imports torch (about a second), which no other command needs.
-    from noisereduce.spectralgate import SpectralGateNonStationary, SpectralGateStationary
+    spectralgate = _noisereduce().spectralgate  # imported on first use, without torch
+    SpectralGateNonStationary = spectralgate.SpectralGateNonStationary  # noqa: N806
+    SpectralGateStationary = spectralgate.SpectralGateStationary  # noqa: N806
 
     frames = data.shape[0]
     chunk = _denoise_chunk(frames, n_fft, stationary and smooth is None)
@@ -264,12 +265,12 @@ def _noisereduce() -> Any:
     GPU gate, which this chain never uses, and torch costs about a second and 180 MB of memory on a
     small box. Where torch is loaded anyway (MusicGen in this process) it is simply shared."""
     if "noisereduce" in sys.modules or "torch" in sys.modules:
-        import noisereduce
+        import noisereduce.spectralgate
 
         return noisereduce
     sys.modules["torch"] = None  # type: ignore[assignment]  # makes ``import torch`` fail, once
     try:
-        import noisereduce
+        import noisereduce.spectralgate
     finally:
         del sys.modules["torch"]
     return noisereduce
