@@ -202,8 +202,8 @@ def _denoise(
     bin_hz = sample_rate / (n_fft / 2)
     smooth = freq_smooth_hz if freq_smooth_hz >= bin_hz else None
     spectralgate = _noisereduce().spectralgate  # imported on first use, without torch
-    SpectralGateNonStationary = spectralgate.SpectralGateNonStationary  # noqa: N806
-    SpectralGateStationary = spectralgate.SpectralGateStationary  # noqa: N806
+    SpectralGateNonStationary = spectralgate.SpectralGateNonStationary
+    SpectralGateStationary = spectralgate.SpectralGateStationary
 
     frames = data.shape[0]
     chunk = _denoise_chunk(frames, n_fft, stationary and smooth is None)
