@@ -220,6 +220,7 @@ def render_session(
     player = _Player(
         paths["session"], rate, int(engine.channels), chain_config, block_frames, end_fade_s, sample_format
     )
+    player.clip_config = chain_config.for_engine(engine)
     # The daemon plays a program's first clip as a streaming engine hands it over, prepared piece
     # by piece: so does the render, and both give the same samples.
     player.first_pieces = piece_frames(engine) if stream_first else None
@@ -258,6 +259,9 @@ def render_session(
             )
             records.append(record.without_audio())  # the audio lives on in the deck and the file
             _raise_chain_errors(mixed)
+            # Back-pressure: an engine faster than the chain would queue every clip's audio up.
+            if len(mixed) > chain_workers + 1:
+                mixed[-chain_workers - 2].result()
             bar.set_postfix_str(f"{segment.emotion} ({'resumed' if record.resumed else 'generated'})")
             bar.update(1)
         # The plot depends on the plan only: draw it while the chain catches up with the engine.
@@ -320,12 +324,13 @@ class _Player:
         self.midi_parts: list[tuple[float, list[dict[str, Any]]]] = []
         self.seconds = 0.0  # summed over the chain's threads
         self.first_pieces: int | None = None  # streamed first clip: its pieces' frames
+        self.clip_config = config  # the clip-level chain for this engine's clips
         self._lock = threading.Lock()
 
     def prepare(self, record: ClipRecord, first: bool = False) -> OutputClip:
         """The clip-level chain (pure, any thread)."""
         t0 = time.perf_counter()
-        output = (record.audio, record.sample_rate, self.sample_rate, self.channels, self.config)
+        output = (record.audio, record.sample_rate, self.sample_rate, self.channels, self.clip_config)
         if first and self.first_pieces:
             prepared = prepare_in_pieces(*output, self.first_pieces)
         else:

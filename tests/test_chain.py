@@ -375,3 +375,16 @@ def test_streamed_pieces_come_out_as_long_and_as_loud_as_the_whole_clip():
     # the gain glides: no step between pieces larger than the music's own
     steps = np.abs(np.diff(streamed[:, 0]))
     assert steps.max() < 4 * np.percentile(steps, 99.9)
+
+
+def test_a_synthesizing_engines_clips_are_not_gated_unless_asked():
+    class Synthesizer:
+        synthesized = True
+
+    assert ChainConfig().for_engine(Synthesizer()).denoise is False
+    assert ChainConfig(denoise_synthesized=True).for_engine(Synthesizer()).denoise is True
+    assert ChainConfig().for_engine(object()).denoise is True  # a model's clips keep the gate
+    clip = music_like(3.0, seed=2) + noise(3.0, 0.01, seed=3)
+    gated = to_output(clip, SR, SR, 2, ChainConfig())
+    clean = to_output(clip, SR, SR, 2, ChainConfig().for_engine(Synthesizer()))
+    assert not np.array_equal(gated.audio, clean.audio)

@@ -49,6 +49,9 @@ class ChainConfig(Section):
         Cutoff and order of the high-pass.
     denoise : bool
         Spectral-gating noise reduction of each clip (noisereduce).
+    denoise_synthesized : bool
+        Gate also the clips of an engine that synthesizes its audio (the built-in engine: no noise
+        floor to remove; the gate would only dull its reverb tails, and it is half the chain's time).
     denoise_stationary : bool
         Stationary gating (noise statistics of the whole clip; fast) or non-stationary.
     denoise_prop_decrease : float
@@ -87,6 +90,7 @@ class ChainConfig(Section):
     highpass_hz: Annotated[float, _range(1.0, 1000.0)] = 35.0
     highpass_order: Annotated[int, Field(ge=1, le=12)] = 4
     denoise: bool = True
+    denoise_synthesized: bool = False
     denoise_stationary: bool = True
     denoise_prop_decrease: Annotated[float, _range(0.0, 1.0)] = 0.5
     denoise_n_fft: Annotated[int, Field(ge=256, le=16384)] = 2048
@@ -98,6 +102,13 @@ class ChainConfig(Section):
     limiter_lookahead_ms: Annotated[float, _range(0.5, 50.0)] = 3.0
     limiter_release_db_per_s: Annotated[float, _range(1.0, 1000.0)] = 60.0
     tail_seconds: Annotated[float, _range(0.0, 60.0)] = 10.0
+
+    def for_engine(self, engine: object) -> ChainConfig:
+        """The settings for ``engine``'s clips: a synthesizing engine's (``synthesized = True``)
+        are not gated unless ``denoise_synthesized``."""
+        if self.denoise and getattr(engine, "synthesized", False) and not self.denoise_synthesized:
+            return self.model_copy(update={"denoise": False})
+        return self
 
     @field_validator("denoise_n_fft")
     @classmethod

@@ -22,12 +22,16 @@ class BuiltinSettings(Section):
         ``.sf2``/``.sf3``, or ``"none"`` (always the synthetic voices).
     sample_rate : int
         Rate the engine renders at (the daemon resamples to the sink's rate when they differ).
+    stream_chunk_seconds : float
+        A clip heard at once (a session's first, a re-target's) plays as these first seconds are
+        rendered.
     """
 
     section = "engine.builtin"
 
     soundfont: str = "auto"
     sample_rate: Annotated[int, Field(ge=8000, le=192000)] = 44100
+    stream_chunk_seconds: Annotated[float, Field(ge=0.05, le=30, allow_inf_nan=False)] = 2.0
 
     def engine_options(self, crossfade_fraction: float) -> dict[str, Any]:
         """Keyword arguments of :class:`~musicmed_stream.engines.builtin.BuiltinEngine`: the engine

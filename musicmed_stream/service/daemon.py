@@ -672,7 +672,8 @@ class Daemon:
             started = time.perf_counter()
             clip = self.engine.generate(plan.segments[0], None, seed=defaults.seed, cancel=threading.Event())
             # the chain too: its first use imports noisereduce (and torch), seconds on a small box
-            to_output(clip.audio, clip.sample_rate, self.sample_rate, self.deck.channels, self.config.chain)
+            chain = self.config.chain.for_engine(self.engine)
+            to_output(clip.audio, clip.sample_rate, self.sample_rate, self.deck.channels, chain)
             log.info("engine and chain warmed up in %.2f s", time.perf_counter() - started)
         except Exception as exc:  # a warm-up failure only costs speed; the session reports real errors
             log.warning("engine warm-up failed: %s", exc)

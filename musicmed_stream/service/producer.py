@@ -304,7 +304,8 @@ class Producer:
         clip = engine.generate(segment, previous, seed=seed, cancel=cancel)
         if cancel.is_set():
             raise GenerationCancelled(f"segment {segment.index} abandoned")
-        prepared = to_output(clip.audio, clip.sample_rate, self.rate, self.channels, self.chain)
+        chain = self.chain.for_engine(engine)
+        prepared = to_output(clip.audio, clip.sample_rate, self.rate, self.channels, chain)
         return prepared.audio, self._continuation(clip), dict(clip.info)
 
     def _continuation(self, clip: Clip) -> Continuation:
@@ -337,7 +338,7 @@ class Producer:
         pieces: asyncio.Queue[Any] = asyncio.Queue()
         segment = placed.segment
         started = time.perf_counter()
-        streamer = ClipStreamer(engine.sample_rate, self.rate, self.channels, self.chain)
+        streamer = ClipStreamer(engine.sample_rate, self.rate, self.channels, self.chain.for_engine(engine))
 
         def work() -> None:  # engine thread: decode, prepare, hand each piece to the event loop
             try:

@@ -112,6 +112,7 @@ class BuiltinEngine:
 
     name = "builtin"
     channels = 2
+    synthesized = True  # clean audio: no noise floor for the chain's gate (ChainConfig.for_engine)
 
     def __init__(
         self,
