@@ -47,6 +47,9 @@ Coordinate = Annotated[
     float, Field(ge=-1, le=1, allow_inf_nan=False, description="Valence or arousal, -1..1.")
 ]
 ClipCount = Annotated[int, Field(ge=0, le=50, description="A number of clips.")]
+SegmentCount = Annotated[
+    int, Field(ge=1, le=MAX_CLIPS, description="Most segments (clips) one session may have.")
+]
 UnitInterval = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 PathShape = Literal["line", "arc"]
 OnEnd = Literal["stop", "hold"]
@@ -149,6 +152,7 @@ __all__ = [
     "RampSeconds",
     "Section",
     "Seed",
+    "SegmentCount",
     "ShortFadeSeconds",
     "Temperature",
     "UnitInterval",

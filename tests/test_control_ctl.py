@@ -21,6 +21,7 @@ from web.harness import running_daemon
 from musicmed_stream.cli.ctl import clock
 from musicmed_stream.cli.main import main
 from musicmed_stream.control.api import StartOptions
+from musicmed_stream.control.client import Connection
 from musicmed_stream.control.server import ControlServer, start_control_server
 from musicmed_stream.control.settings import ControlSettings
 
@@ -118,9 +119,45 @@ def test_status_json_is_the_raw_result_and_options_go_after_the_command(
     served: Served, capsys: Capture
 ) -> None:
     assert main(["ctl", "status", "--json", "--url", served.server.url]) == 0
-    assert json.loads(capsys.readouterr().out) == served.controller.status()
+    assert json.loads(capsys.readouterr().out) == served.controller.status(include_plan=True)
     assert main(["ctl", "--json", "--url", served.server.url]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "idle"
+
+
+def test_plan_lists_the_parts_from_the_one_playing(served: Served, capsys: Capture) -> None:
+    assert ctl(served, "plan") == 0
+    assert capsys.readouterr().out == "no session plays\n"
+    assert ctl(served, "start", "sad", "calm") == 0
+
+    async def third_part() -> None:
+        served.controller.emit_segment(2)
+
+    served.call(third_part)
+    capsys.readouterr()
+    assert ctl(served, "plan") == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header == "sad→calm, 5 parts, 2:20; playing part 3"
+    segments = served.controller.plan["segments"]
+    assert [row[1:].split()[0] for row in rows] == ["3", "4", "5"]  # from the one playing on
+    assert rows[0].startswith("▶") and not rows[1].startswith("▶")
+    for row, segment in zip(rows, segments[2:], strict=True):
+        assert clock(segment["start_s"]) in row and segment["emotion"] in row
+        assert f"{segment['valence']:+.2f} {segment['arousal']:+.2f}" in row
+    assert ctl(served, "plan", "--all") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + len(segments)
+
+
+def test_a_status_carries_the_plan_only_when_asked(served: Served, capsys: Capture) -> None:
+    assert ctl(served, "start", "sad", "calm") == 0
+
+    async def ask(plan: bool) -> dict[str, Any]:
+        async with await Connection.connect(served.server.url) as client:
+            return await client.status(plan=plan)
+
+    assert served.call(ask, False)["plan"] is None
+    assert served.call(ask, True)["plan"]["segments"] == served.controller.plan["segments"]
+    assert ctl(served, "status", "--json") == 0  # --json: all of it
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["plan"] == served.controller.plan
 
 
 def test_every_command_reaches_the_daemon(served: Served, capsys: Capture) -> None:
@@ -325,6 +362,13 @@ def test_url_forms_environment_and_the_daemons_config(
     monkeypatch.setenv("MUSICMED_CTL_URL", f"http://127.0.0.1:{port}")
     assert main(["ctl", "--token", "letmein"]) == 0
     monkeypatch.delenv("MUSICMED_CTL_URL")
+    monkeypatch.setenv("MUSICMED_URL", f"127.0.0.1:{port}")  # the name mpc users expect (MPD_HOST)
+    assert main(["ctl", "--token", "letmein"]) == 0
+    monkeypatch.delenv("MUSICMED_URL")
+    # --host / --port, each defaulting to the daemon's defaults.
+    assert main(["ctl", "--host", "127.0.0.1", "--port", str(port), "--token", "letmein"]) == 0
+    assert main(["ctl", "--port", str(port), "--token", "letmein"]) == 0
+    assert capsys.readouterr().out == "[idle] vol 100%\n" * 4
     config = tmp_path / "config.toml"
     config.write_text(f'[control]\nhost = "0.0.0.0"\nport = {port}\ntoken = "letmein"\n')
     assert main(["ctl", "--config", str(config), "status"]) == 0
@@ -336,7 +380,7 @@ def test_url_forms_environment_and_the_daemons_config(
     monkeypatch.setenv("MUSICMED_CONTROL_PORT", str(port))
     assert main(["ctl"]) == 0
     monkeypatch.delenv("MUSICMED_CONTROL_PORT")
-    assert capsys.readouterr().out == "[idle] vol 100%\n" * 4
+    assert capsys.readouterr().out == "[idle] vol 100%\n" * 3
     config.write_text("[control]\nport = 0\n")
     assert main(["ctl"]) == 2
     assert "control.port = 0" in capsys.readouterr().err
@@ -372,6 +416,25 @@ def test_follow_prints_events_until_the_session_ends(served: Served, capsys: Cap
     events = [line.split()[1] for line in lines]
     assert events == ["session_started", "segment_started", "plan_changed", "session_ended"]
     assert "reason=stopped" in lines[-1] and "from_index=1" in lines[2]
+
+
+def test_follow_only_some_event_types(served: Served, capsys: Capture) -> None:
+    controller = served.controller
+
+    async def later() -> None:
+        while not controller.queues:
+            await asyncio.sleep(0.01)
+        await controller.start_session(StartOptions(start="tense", target="calm"))
+        await controller.set_target("happy")
+        await controller.stop()
+
+    asyncio.run_coroutine_threadsafe(later(), served.loop)
+    assert ctl(served, "follow", "--only", "plan_changed, session_ended") == 0
+    events = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert events == ["plan_changed", "session_ended"]
+    with pytest.raises(SystemExit):
+        ctl(served, "follow", "--only", " , ")
+    assert "event types" in capsys.readouterr().err
 
 
 def test_follow_json_after_start(served: Served, capsys: Capture) -> None:

@@ -385,6 +385,25 @@ def test_a_session_grows_and_shrinks_from_where_the_listener_is(tmp_path: Path) 
     assert [c.reason for c in of(events, "plan_changed")] == ["length", "length"]
 
 
+def test_sessions_are_bounded_by_max_segments_and_a_status_carries_the_plan_only_on_request(
+    tmp_path: Path,
+) -> None:
+    daemon = make_daemon(tmp_path, **{"session.max_segments": 12})
+
+    async def body(d: Daemon, events: list[Event]) -> None:
+        with pytest.raises(MusicMedError, match=r"at most 12 \(session.max_segments\)"):
+            await d.start_session(StartOptions("sad", "calm", minutes=1.0))  # 20 clips of 4 s
+        assert d.status().state == "idle"
+        info = await d.start_session(StartOptions("sad", "calm", minutes=0.5))  # 10 clips
+        with pytest.raises(MusicMedError, match=r"session\.max_segments"):
+            await d.extend(0.5)
+        assert d.status().plan is None and d.status().segment_count == 10
+        assert d.status(include_plan=True).plan == info.plan
+        assert len((await d.extend(0.1)).plan["segments"]) <= 12
+
+    run_with(daemon, body)
+
+
 def test_the_sleep_timer_fades_the_session_out(tmp_path: Path) -> None:
     daemon = make_daemon(tmp_path, **{"session.minutes": 2.0})
 

@@ -57,7 +57,7 @@ def test_click_on_the_circle_retargets_the_running_session(tmp_path: Path, jamen
                     x, y = await canvas_point(page, *CLICK)
                     await page.click(x, y)
                     changed = await client.wait_for_event("plan_changed", timeout=20)
-                    status = await client.status()
+                    status = await client.status(plan=True)
                     shot = await page.screenshot(tmp_path / "companion-page.png")
                     keep_screenshot(shot)
                     await client.stop(fade_seconds=0.2)

@@ -22,7 +22,8 @@ from musicmed_stream.control.client import DEFAULT_URL, Connection, ControlError
 from musicmed_stream.errors import MusicMedError
 
 TOKEN_ENV = "MUSICMED_CONTROL_TOKEN"
-URL_ENV = "MUSICMED_CTL_URL"
+URL_ENV = "MUSICMED_URL"
+URL_ENV_OLD = "MUSICMED_CTL_URL"  # the first name of it, still read
 CONFIG_ENV = "MUSICMED_CONFIG"
 
 # The protocol's bounds (musicmed_stream.bounds, control/protocol.py), repeated here so that a ctl
@@ -64,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             default=default(None),
             help=f"the daemon: ws://HOST:PORT/ws, http://HOST:PORT/ or HOST:PORT (default: ${URL_ENV}, "
             f"else the daemon's config, else {DEFAULT_URL})",
+        )
+        parser.add_argument("--host", default=default(None), help="the daemon's host (default 127.0.0.1)")
+        parser.add_argument(
+            "--port", type=int, default=default(None), help="the daemon's port (default 8765)"
         )
         parser.add_argument(
             "--config",
@@ -121,9 +126,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("resume", "resume playback"),
         ("skip", "crossfade to the next part now"),
         ("presets", "the daemon's presets"),
-        ("follow", "print events until the session ends"),
     ):
         command(name, text)
+
+    follow = command("follow", "print events until the session ends")
+    follow.add_argument(
+        "--only",
+        metavar="TYPE,...",
+        type=parse_event_types,
+        help="only these events (e.g. segment_started,underrun)",
+    )
+
+    plan = command("plan", "the session's parts from the one playing on: when each starts, where it goes")
+    plan.add_argument("--all", action="store_true", help="the parts already played too")
 
     stop = command("stop", "end the session with a fade-out")
     stop.add_argument("--fade", type=float, dest="fade_seconds", help="fade-out seconds (default: daemon's)")
@@ -175,11 +190,16 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def resolve_connection(args: argparse.Namespace) -> tuple[str, str | None]:
-    """The daemon's websocket URL and the token: ``--url``, else ``$MUSICMED_CTL_URL``, else the
+    """The daemon's websocket URL and the token: ``--url``, else ``--host``/``--port``, else
+    ``$MUSICMED_URL`` (or ``$MUSICMED_CTL_URL``), else the
     daemon's own config (``--config`` or ``$MUSICMED_CONFIG``: its ``[control]``), else the
     default; the token from ``--token``, else ``$MUSICMED_CONTROL_TOKEN``, else that config."""
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
-    url = args.url or os.environ.get(URL_ENV)
+    if not args.url and (args.host or args.port is not None):
+        host = args.host or "127.0.0.1"
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return normalize_url(f"{host}:{8765 if args.port is None else args.port}"), token
+    url = args.url or os.environ.get(URL_ENV) or os.environ.get(URL_ENV_OLD)
     if url:
         return normalize_url(url), token
     path = args.config or os.environ.get(CONFIG_ENV)
@@ -320,8 +340,10 @@ async def _session(args: argparse.Namespace, url: str, token: str | None) -> int
             else:
                 print(format_result(kind, result), flush=True)
         if follow:
+            only = getattr(args, "only", None)
             async for event in client.events():
-                print(json.dumps(event) if args.json else format_event(event), flush=True)
+                if only is None or event.get("event") in only:
+                    print(json.dumps(event) if args.json else format_event(event), flush=True)
                 if event.get("event") == "session_ended":
                     break
     return 0
@@ -358,7 +380,10 @@ async def _execute(client: Connection, args: argparse.Namespace, fields: dict[st
     """Send the command; returns (how to print it, the result)."""
     match args.ctl_command:
         case "status":
-            return "status", await client.status()
+            return "status", await client.status(plan=args.json)  # --json: all of it
+        case "plan":
+            status = await client.status(plan=True)
+            return "plan", status | {"show_all": args.all}
         case "presets":
             return "presets", (await client.status()).get("presets") or []
         case "start":
@@ -419,13 +444,18 @@ def _quote(text: str) -> str:
 # --- printing --------------------------------------------------------------------------------------
 
 
+def _can_print(char: str, stream: Any) -> bool:
+    """Whether ``stream`` (default: stdout) can show ``char``."""
+    try:
+        char.encode(getattr(stream or sys.stdout, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
 def _arrow(stream: Any) -> str:
     """→ where the terminal can show it."""
-    try:
-        "→".encode(getattr(stream, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return "->"
-    return "→"
+    return "→" if _can_print("→", stream) else "->"
 
 
 def clock(seconds: float | None) -> str:
@@ -503,6 +533,8 @@ def format_result(command: str, result: Any) -> str:
             return status_line(result)
         case "presets":
             return "\n".join(format_preset(p) for p in result) or "the daemon offers no presets"
+        case "plan":
+            return format_upcoming(result, show_all=bool(result.get("show_all")))
         case "start":
             return f"started {result.get('session_id')}: {format_plan(result.get('plan') or {})}"
         case "replanned":
@@ -572,6 +604,43 @@ def format_history(
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def parse_event_types(text: str) -> frozenset[str]:
+    """``segment_started,underrun`` as a set of event types (``--only``)."""
+    types = frozenset(t.strip() for t in text.split(",") if t.strip())
+    if not types:
+        raise argparse.ArgumentTypeError("give event types separated by commas: segment_started,underrun")
+    return types
+
+
+def format_upcoming(status: dict[str, Any], show_all: bool = False, stream: Any = None) -> str:
+    """The plan as a table, from the part playing on (``show_all``: every part)::
+
+    sad→calm, 40 parts, 15:07; playing part 7
+    ▶  7  2:15  sad        -0.60 -0.40  piano, classical
+       8  2:37  depressed  -0.55 -0.33  piano, ambient
+    """
+    plan = status.get("plan") or {}
+    segments = plan.get("segments") or []
+    if status.get("state") in (None, "idle") or not segments:
+        return "no session plays"
+    now = status.get("segment_index")
+    header = format_plan(plan, stream)
+    if now is not None:
+        header += f"; playing part {now + 1}"
+    first = 0 if show_all or now is None else now
+    width = max(len(str(s.get("emotion") or "")) for s in segments)
+    rows = [header]
+    for s in segments[first:]:
+        index = s.get("index", 0)
+        mark = "▶" if index == now and _can_print("▶", stream) else ">" if index == now else " "
+        sounds = ", ".join(str(s[k]) for k in ("instrument", "genre") if s.get(k))
+        rows.append(
+            f"{mark} {index + 1:>3}  {clock(s.get('start_s')):>6}  {s.get('emotion') or '?'!s:<{width}}"
+            f"  {s.get('valence', 0.0):+.2f} {s.get('arousal', 0.0):+.2f}  {sounds}".rstrip()
+        )
+    return "\n".join(rows)
 
 
 def format_event(event: dict[str, Any]) -> str:

@@ -117,7 +117,7 @@ class Status:
     sleep_timer_s : float or None
         Session audio left until the sleep timer fades the session out.
     plan : dict or None
-        ``Plan.to_dict()`` of the running session.
+        ``Plan.to_dict()`` of the running session, when asked for (``status(include_plan=True)``).
     presets : list of dict
         The configured presets (``Preset`` as JSON, ``from``/``to`` spelled so).
     """
@@ -165,7 +165,9 @@ class SessionController(Protocol):
         """Set the output volume; returns the volume now in effect."""
         ...
 
-    def status(self) -> Status: ...
+    def status(self, include_plan: bool = False) -> Status:
+        """Where the daemon stands; ``Status.plan`` is filled only with ``include_plan``."""
+        ...
 
     async def extend(self, minutes: float) -> Replanned:
         """Make the running session ``minutes`` longer (negative: shorter), re-planned from where

@@ -275,8 +275,9 @@ class Connection:
     async def volume(self, volume: float) -> dict[str, Any]:
         return await self.request("volume", volume=volume)
 
-    async def status(self) -> dict[str, Any]:
-        return await self.request("status")
+    async def status(self, plan: bool = False) -> dict[str, Any]:
+        """The daemon's status; with ``plan``, the running session's whole plan too."""
+        return await self.request("status", plan=True) if plan else await self.request("status")
 
     async def extend(self, minutes: float) -> dict[str, Any]:
         return await self.request("extend", minutes=minutes)

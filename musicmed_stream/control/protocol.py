@@ -179,7 +179,10 @@ class VolumeCommand(_Command):
 
 
 class StatusCommand(_Command):
+    """Where the daemon stands; the running session's plan (every segment) only with ``plan``."""
+
     type: Literal["status"]
+    plan: bool = False
 
 
 class ExtendCommand(_Command):

@@ -395,7 +395,7 @@ class _ClientSession:
             case p.VolumeCommand():
                 return {"volume": await c.set_volume(command.volume)}
             case p.StatusCommand():
-                return to_jsonable(c.status())
+                return to_jsonable(c.status(include_plan=command.plan))
             case p.ExtendCommand():
                 return to_jsonable(await c.extend(command.minutes))
             case p.SleepTimerCommand():

@@ -33,6 +33,7 @@ from musicmed_stream.bounds import (
     RampSeconds,
     Section,
     Seed,
+    SegmentCount,
     ShortFadeSeconds,
     Temperature,
     Volume,
@@ -64,6 +65,8 @@ class SessionSettings(Section):
     temperature: Temperature = 0.5
     seed: Seed = 0
     on_end: OnEnd = "stop"
+    # A session of more clips is refused (a 240-min session of 1-s clips would be 19,200 of them).
+    max_segments: SegmentCount = 1000
     jamendo: str = "../shared/data/mtg-jamendo"
     mapping: str = ""
     # The clinical palette (MTG-Jamendo tags never drawn; [] for none): the planner's default.

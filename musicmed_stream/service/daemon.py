@@ -277,6 +277,12 @@ class Daemon:
             validate_settings(settings, statistics)
         except MusicMedError as exc:
             raise SessionError(str(exc)) from None
+        count = len(clip_grid(settings))
+        if count > defaults.max_segments:
+            raise SessionError(
+                f"{settings.minutes:g} minutes of {settings.clip_seconds:g}-s clips is {count} clips; "
+                f"at most {defaults.max_segments} (session.max_segments): choose longer clips"
+            )
         plan = plan_session(start_va, target_va, settings, statistics, mapping=mapping)
         plan = dataclasses.replace(plan, start_label=start_label, target_label=target_label)
         async with self._lifecycle:
@@ -334,6 +340,11 @@ class Daemon:
             keep_scheduled = wanted > scheduled  # shortened below what is scheduled: re-plan from now
             from_index = scheduled if keep_scheduled else heard + 1
             count = max(wanted, from_index + 1 + old.settings.settle_clips)
+            if count > self.config.session.max_segments:
+                raise SessionError(
+                    f"{total:g} minutes would be {count} clips; at most "
+                    f"{self.config.session.max_segments} (session.max_segments)"
+                )
             if count - 1 < from_index or count > MAX_CLIPS:
                 raise SessionError(f"the session cannot be {total:g} minutes long from here")
             anchor = old.segments[min(from_index, len(old.segments)) - 1] if from_index else None
@@ -418,7 +429,9 @@ class Daemon:
         self._emit(VolumeChanged(volume=effective))
         return effective
 
-    def status(self) -> Status:
+    def status(self, include_plan: bool = False) -> Status:
+        """Where the daemon stands; the running plan (up to ``session.max_segments`` segments)
+        only with ``include_plan``, so that a status stays small."""
         session = self._session
         common = {
             "volume": self.deck.volume,
@@ -448,7 +461,7 @@ class Daemon:
             total_s=total,
             remaining_s=max(total - played, 0.0),
             sleep_timer_s=self._sleep_left(session),
-            plan=session.plan.to_dict(),
+            plan=session.plan.to_dict() if include_plan else None,
             **tags,
             **common,
         )

@@ -243,7 +243,7 @@ class FakeController:
         self.emit("volume", volume=self.volume)
         return self.volume
 
-    def status(self) -> dict[str, Any]:
+    def status(self, include_plan: bool = False) -> dict[str, Any]:
         seg = self.plan["segments"][self.index] if self.plan else None
         live = self.state != "idle"
         return {
@@ -259,7 +259,7 @@ class FakeController:
             "volume": self.volume,
             "max_volume": self.max_volume,
             "sleep_timer_s": self.sleep_timer_left() if live else None,
-            "plan": self.plan,
+            "plan": self.plan if include_plan else None,
             **self.times(),
         } | ({"presets": self.presets} if self.presets is not None else {})
 

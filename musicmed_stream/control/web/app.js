@@ -142,7 +142,7 @@ async function onHello(hello) {
     }
     ui.auth.hidden = true;
     await send("subscribe");
-    applyStatus(await send("status"));
+    applyStatus(await send("status", { plan: true }));
     setConnection("ready", "Connected");
   } catch (err) {
     ui.message.textContent = err.message;
