@@ -209,7 +209,9 @@ class Timeline:
         self._retired = []
 
 
-@functools.lru_cache(maxsize=64)
+# Few entries: a crossfade's curves are up to 2 x 1.3 MB (7.5 s at 44.1 kHz), and consecutive
+# crossfades mostly share a length; 64 entries could hold 170 MB after re-targets of many lengths.
+@functools.lru_cache(maxsize=8)
 def _curves(frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Padded equal-power curves of ``frames``: ``[1, fade_out..., 0]`` and ``[fade_in..., 1]``."""
     fade_out, fade_in = equal_power_gains(max(frames, 0))
