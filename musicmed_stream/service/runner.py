@@ -19,6 +19,8 @@ from typing import Any
 
 from musicmed_stream.app import build_daemon
 from musicmed_stream.control.api import StartOptions
+from musicmed_stream.control.redact import install as install_redaction
+from musicmed_stream.control.redact import install_on_handlers as install_redaction_on_handlers
 from musicmed_stream.errors import ConfigError
 from musicmed_stream.service.config import Config, changed_keys, load_config, needs_restart
 from musicmed_stream.service.daemon import Daemon
@@ -31,8 +33,13 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # journald adds the time
 
 def configure_logging(level: str) -> None:
     """Log to stderr (journald-friendly: no timestamps of our own). A control client's connection
-    is not news at INFO (every ``ctl`` call makes one): websockets' own lines start at WARNING."""
+    is not news at INFO (every ``ctl`` call makes one): websockets' own lines start at WARNING.
+    Every record is masked of control tokens on its way out, at any level (``?token=``,
+    ``Authorization``, an ``auth`` message's token, the configured token itself:
+    :mod:`musicmed_stream.control.redact`)."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
+    install_redaction()
+    install_redaction_on_handlers()
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("websockets").setLevel(logging.WARNING)
 
