@@ -4,14 +4,29 @@ It translates protocol messages (:mod:`musicmed_stream.control.protocol`) into c
 :class:`~musicmed_stream.control.api.SessionController` and the controller's events into ``event``
 messages. Security, in the order a connection meets it:
 
-1. HTTP handshake: the ``Origin`` header of a browser must be the page's own origin (on an allowed
-   host name, against DNS rebinding) or one of ``allowed_origins``; a client without ``Origin`` is not
-   a browser and passes. A token offered here (``Authorization: Bearer`` or ``?token=``) must be right.
-2. Without a token at the handshake, every command but ``hello``/``auth`` is refused until an ``auth``
-   message carries it; a wrong token closes the connection (1008).
-3. Messages larger than ``max_message_bytes`` close the connection (1009, by ``websockets``); more than
+1. HTTP handshake: the ``Origin`` header of a browser must be one of ``allowed_origins`` or a page of
+   this server, ``http://NAME:PORT`` with this server's port and a name it answers to (the loopback
+   names, the bound host, and when bound beyond loopback this machine's host names and addresses:
+   never the name a request's ``Host`` claims, against DNS rebinding); else 403. A client without
+   ``Origin`` is not a browser and passes.
+2. A client address that sent too many wrong tokens (handshake, ``auth`` or ``hello``) is refused
+   (429 with ``Retry-After``, its token not even compared): after three in a row for
+   ``auth_backoff_seconds``, doubling with each further one up to a minute; a right token, once the
+   backoff is over, clears it (:class:`~musicmed_stream.control.ratelimit.AuthBackoff`).
+3. A token offered at the handshake (``Authorization: Bearer`` or ``?token=``) must be right (401).
+   Without one, every command but ``hello``/``auth`` is refused until an ``auth`` message carries it;
+   a wrong token closes the connection (1008).
+4. Messages larger than ``max_message_bytes`` close the connection (1009, by ``websockets``); more than
    ``rate_limit_per_second`` (with a burst of twice that) get ``rate_limited`` errors, and a client that
    keeps on is disconnected (1008).
+
+The companion page (the files under ``web/`` and ``/emotions.json``) is static and public by default:
+it holds no data, and asks for the token before it sends any command. With ``public_page = false``
+and a token, it is served only to a request with the token (``?token=`` or ``Authorization: Bearer``;
+401 otherwise), which also gets an HttpOnly, SameSite=Strict cookie (derived from the token, not the
+token) that lets the page load its script, style and labels. The token never reaches the logs: the
+:mod:`~musicmed_stream.control.redact` filter masks it in ``websockets``' debug lines (request line,
+headers, frames) and in this package's.
 
 Bad messages get an ``error`` reply naming the problem; the connection and the playback carry on.
 """
@@ -20,8 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import ipaddress
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
@@ -38,10 +57,11 @@ from websockets.http11 import Request, Response
 
 from musicmed_stream import __version__
 from musicmed_stream.control import protocol as p
+from musicmed_stream.control import redact
 from musicmed_stream.control.api import SessionController, StartOptions
 from musicmed_stream.control.events import Event
-from musicmed_stream.control.ratelimit import TokenBucket
-from musicmed_stream.control.settings import ControlSettings, is_loopback
+from musicmed_stream.control.ratelimit import AuthBackoff, TokenBucket
+from musicmed_stream.control.settings import ControlSettings, is_loopback, machine_names
 from musicmed_stream.emotion.point import VA
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.jsonable import to_jsonable
@@ -57,6 +77,7 @@ STATIC_FILES = {
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 EMOTIONS_PATH = "/emotions.json"
+PAGE_COOKIE = "musicmed-page"  # with public_page = false: lets the page load its own files
 PAGE_HEADERS = (
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
@@ -89,6 +110,13 @@ class ControlServer:
             for path, (name, _) in STATIC_FILES.items()
         }
         self._emotions = emotion_labels()
+        self.backoff = AuthBackoff(base=settings.auth_backoff_seconds)
+        self._page_cookie = (
+            hmac.new(settings.token.encode("utf-8"), b"musicmed-stream page", hashlib.sha256).hexdigest()
+            if settings.token
+            else ""
+        )
+        self._secret_registered = False
 
     @property
     def port(self) -> int:
@@ -111,15 +139,27 @@ class ControlServer:
         return f"[{host}]" if ":" in host else host
 
     async def start(self) -> None:
-        self._server = await serve(
-            self._handle,
-            self.settings.host or None,
-            self.settings.port,
-            process_request=self._process_request,
-            max_size=self.settings.max_message_bytes,
-            max_queue=4,
-            server_header=f"musicmed-stream/{__version__}",
-        )
+        # Before the first connection: websockets' debug lines carry the token (request line,
+        # Authorization header, auth frames), whatever logging the embedder set up.
+        redact.install()
+        if self.settings.token and not self._secret_registered:
+            redact.REDACTOR.add_secret(self.settings.token)
+            self._secret_registered = True
+        try:
+            if not is_loopback(self.settings.host):
+                await asyncio.to_thread(machine_names)  # name lookups, once, off the event loop
+            self._server = await serve(
+                self._handle,
+                self.settings.host or None,
+                self.settings.port,
+                process_request=self._process_request,
+                max_size=self.settings.max_message_bytes,
+                max_queue=4,
+                server_header=f"musicmed-stream/{__version__}",
+            )
+        except BaseException:
+            self._forget_secret()
+            raise
         log.info("control server on %s (page %s)", self.url, self.page_url)
 
     async def close(self) -> None:
@@ -128,25 +168,95 @@ class ControlServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        self._forget_secret()
+
+    def _forget_secret(self) -> None:
+        if self._secret_registered:
+            redact.REDACTOR.discard_secret(self.settings.token)
+            self._secret_registered = False
 
     # --- HTTP: the page, and the websocket handshake checks ----------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
-        if parts.path in STATIC_FILES:
-            return _response(200, self._page[parts.path], STATIC_FILES[parts.path][1], PAGE_HEADERS)
-        if parts.path == EMOTIONS_PATH:
-            return _response(200, self._emotions, "application/json", PAGE_HEADERS)
+        if parts.path in STATIC_FILES or parts.path == EMOTIONS_PATH:
+            return self._page_response(connection, request, parts.path, parts.query)
         if parts.path != WS_PATH:
             return _response(404, b"not found\n", "text/plain; charset=utf-8")
-        if not self.settings.origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
+        if not self.settings.origin_allowed(request.headers.get("Origin"), port=self.port):
             log.warning("refused a websocket from origin %s", request.headers.get("Origin"))
             return _response(403, b"origin not allowed\n", "text/plain; charset=utf-8")
+        address = client_address(connection)
+        refusal = self._backing_off(address)
+        if refusal is not None:
+            return refusal
         offered = _handshake_token(request.headers, parts.query)
-        if offered is not None and not self.settings.token_matches(offered):
-            log.warning("refused a websocket with a wrong token")
-            return _response(401, b"wrong token\n", "text/plain; charset=utf-8")
+        if offered is not None:
+            if not self.settings.token_matches(offered):
+                self.wrong_token(address)
+                return _unauthorized(b"wrong token\n")
+            self.backoff.success(address)
         return None
+
+    def _page_response(
+        self, connection: ServerConnection, request: Request, path: str, query: str
+    ) -> Response:
+        """A page file or the emotion labels; with ``public_page = false`` and a token, only for a
+        request that carries the token or the page cookie."""
+        body, kind = (
+            (self._emotions, "application/json")
+            if path == EMOTIONS_PATH
+            else (self._page[path], STATIC_FILES[path][1])
+        )
+        if self.settings.public_page or not self.settings.token_required:
+            return _response(200, body, kind, PAGE_HEADERS)
+        address = client_address(connection)
+        refusal = self._backing_off(address)
+        if refusal is not None:
+            return refusal
+        offered = _handshake_token(request.headers, query)
+        cookie = _cookie(request.headers, PAGE_COOKIE)
+        if offered is None and cookie is None:
+            return _unauthorized(b"this page needs the control token: open it as /?token=TOKEN\n")
+        if offered is not None:
+            right = self.settings.token_matches(offered)
+        else:
+            right = hmac.compare_digest(str(cookie).encode("utf-8", "replace"), self._page_cookie.encode())
+        if not right:
+            self.wrong_token(address)
+            return _unauthorized(b"wrong token\n")
+        self.backoff.success(address)
+        set_cookie = f"{PAGE_COOKIE}={self._page_cookie}; Path=/; HttpOnly; SameSite=Strict"
+        return _response(200, body, kind, (*PAGE_HEADERS, ("Set-Cookie", set_cookie)))
+
+    def _backing_off(self, address: str) -> Response | None:
+        """A 429 for ``address`` while it backs off after wrong tokens (its token is not looked at)."""
+        wait = self.backoff.retry_after(address, time.monotonic())
+        if wait <= 0:
+            return None
+        log.debug("refused %s: backing off after wrong tokens (%.1f s left)", address, wait)
+        seconds = max(1, math.ceil(wait))
+        body = f"too many wrong tokens: retry in {seconds} s\n".encode()
+        return _response(429, body, "text/plain; charset=utf-8", [("Retry-After", str(seconds))])
+
+    def retry_after(self, address: str) -> float:
+        """Seconds ``address`` is still refused for after wrong tokens (0: it may try)."""
+        return self.backoff.retry_after(address, time.monotonic())
+
+    def wrong_token(self, address: str) -> None:
+        """Count a wrong token from ``address``; a backoff that starts is logged (once, here)."""
+        if not self.settings.token_required:
+            return  # no secret to guess: nothing to slow down
+        delay = self.backoff.failure(address, time.monotonic())
+        if delay > 0:
+            log.warning(
+                "%d wrong control tokens in a row from %s: refusing it for %g s",
+                self.backoff.failures(address),
+                address,
+                delay,
+            )
+        else:
+            log.info("wrong control token from %s", address)
 
     # --- websocket ---------------------------------------------------------------------------
 
@@ -163,6 +273,38 @@ def _response(status: int, body: bytes, content_type: str, extra: Iterable[tuple
         [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Connection", "close"), *extra]
     )
     return Response(status, HTTPStatus(status).phrase, headers, body)
+
+
+def _unauthorized(body: bytes) -> Response:
+    return _response(
+        401, body, "text/plain; charset=utf-8", [("WWW-Authenticate", 'Bearer realm="musicmed-stream"')]
+    )
+
+
+def client_address(connection: ServerConnection) -> str:
+    """The client's IP address as text (an IPv4-mapped IPv6 address as IPv4), the key of the
+    wrong-token backoff."""
+    try:
+        peer = connection.remote_address
+    except Exception:  # a transport already gone
+        peer = None
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _cookie(headers: Headers, name: str) -> str | None:
+    for header in headers.get_all("Cookie"):
+        for part in header.split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+    return None
 
 
 def _handshake_token(headers: Headers, query: str) -> str | None:
@@ -239,6 +381,7 @@ class _ClientSession:
         self.server = server
         self.controller = server.controller
         self.ws = ws
+        self.address = client_address(ws)
         self.authenticated = authenticated
         rate = server.settings.rate_limit_per_second
         now = time.monotonic()
@@ -341,10 +484,18 @@ class _ClientSession:
 
     async def dispatch(self, command: p.ClientMessage, msg_id: Any) -> None:
         if isinstance(command, p.HelloCommand | p.AuthCommand) and command.token is not None:
+            wait = self.server.retry_after(self.address)
+            if wait > 0:  # backing off after wrong tokens: this one is not even compared
+                seconds = max(1, math.ceil(wait))
+                await self.error("rate_limited", f"too many wrong tokens: retry in {seconds} s", msg_id)
+                self.close(CloseCode.TRY_AGAIN_LATER, "too many wrong tokens")
+                return
             if not self.server.settings.token_matches(command.token):
+                self.server.wrong_token(self.address)
                 await self.error("unauthorized", "wrong token", msg_id)
                 self.close(CloseCode.POLICY_VIOLATION, "wrong token")
                 return
+            self.server.backoff.success(self.address)
             self.authenticated = True
         elif isinstance(command, p.AuthCommand | p.HelloCommand):
             pass
