@@ -48,6 +48,7 @@ DAEMON = textwrap.dedent(
     import asyncio, json, sys, time
     from pathlib import Path
     from musicmed_stream.control.api import StartOptions
+    from musicmed_stream.allocator import limit_fragmentation
     from musicmed_stream.app import build_engine
     from musicmed_stream.player.sinks import NullSink
     from musicmed_stream.service.config import load_config
@@ -61,6 +62,7 @@ DAEMON = textwrap.dedent(
                 return int(line.split()[1]) / 1024
 
     async def run():
+        limit_fragmentation()  # as `serve` does
         overrides = {"engine.name": "builtin", "engine.builtin.soundfont": soundfont, "session.jamendo": "",
                      "playback.ring_seconds": min(1.0 * speed, 5.0), "service.state_dir": state}
         config = load_config(env={}, overrides=overrides)

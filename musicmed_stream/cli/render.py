@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from musicmed_stream.allocator import limit_fragmentation
 from musicmed_stream.app import build_engine, planning_inputs
 from musicmed_stream.cli.common import add_plan_arguments, config_from_args, plan_from_args
 from musicmed_stream.engines.registry import ENGINE_NAMES
@@ -12,6 +13,7 @@ from musicmed_stream.render import FORMATS, render_session
 
 
 def run(args: argparse.Namespace) -> int:
+    limit_fragmentation()
     overrides = {
         "engine.name": args.engine or (None if args.config else "builtin"),
         "engine.builtin.soundfont": args.soundfont,

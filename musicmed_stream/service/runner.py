@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from musicmed_stream.allocator import limit_fragmentation
 from musicmed_stream.app import build_daemon
 from musicmed_stream.control.api import StartOptions
 from musicmed_stream.control.redact import install as install_redaction
@@ -64,6 +65,7 @@ async def serve(
     start: StartOptions | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
+    limit_fragmentation()  # before the audio threads: clip-sized arrays must not fragment the heap
     daemon = build_daemon(config)
     await daemon.start()
     server = None
