@@ -77,6 +77,7 @@ STATIC_FILES = {
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 EMOTIONS_PATH = "/emotions.json"
+CLOSE_TIMEOUT_S = 1.0  # closing: a client that does not answer the handshake this long is cut off
 PAGE_COOKIE = "musicmed-page"  # with public_page = false: lets the page load its own files
 PAGE_HEADERS = (
     ("Cache-Control", "no-store"),
@@ -163,10 +164,17 @@ class ControlServer:
         log.info("control server on %s (page %s)", self.url, self.page_url)
 
     async def close(self) -> None:
-        """Close every connection and stop listening."""
+        """Close every connection and stop listening. A client that does not answer the closing
+        handshake within :data:`CLOSE_TIMEOUT_S` (it stopped reading: a phone asleep with its
+        socket open) is cut off, so that it does not hold up a SIGTERM's fade-out and exit."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                for connection in list(self._server.all_connections):
+                    connection.transport.abort()
+                await self._server.wait_closed()
             self._server = None
         self._forget_secret()
 
@@ -422,7 +430,10 @@ class _ClientSession:
         stopped reading: its buffers are full) is disconnected with 1013, so that nothing queues
         up in the daemon for it."""
         try:
-            await asyncio.wait_for(self.ws.send(p.dump(message)), self.server.settings.send_timeout_seconds)
+            # not wait_for: on Python 3.11 it swallows a cancellation that meets a finishing send,
+            # and the forwarder of a client that is gone waited for the next event to notice
+            async with asyncio.timeout(self.server.settings.send_timeout_seconds):
+                await self.ws.send(p.dump(message))
         except TimeoutError:
             log.warning("disconnecting %s: it does not read what it is sent", self.ws.remote_address)
             self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
