@@ -63,3 +63,33 @@ def test_bad_sink_settings_are_clear_errors(tmp_path) -> None:
         SinkSettings.from_dict({"type": "speaker"})
     with pytest.raises(SinkError, match="speed"):  # the sink itself refuses too, outside any config
         open_sink(SinkSettings.model_construct(type="null", speed=0.0))
+
+
+def test_the_recording_is_0600_whatever_the_umask_and_a_continued_one_is_tightened(tmp_path) -> None:
+    import os
+    import stat
+
+    def mode(path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    old = os.umask(0o002)
+    try:
+        path = tmp_path / "state" / "recording.wav"
+        sink = FileSink(path, 8000, 2, 128, speed=50.0)
+        sink.start(RingBuffer(1024, 2))
+        sink.stop()
+        assert mode(path) == 0o600, "a new recording"
+        path.chmod(0o664)  # e.g. written before this was so
+        sink.start(RingBuffer(1024, 2))  # the same format: continued, and tightened
+        sink.stop()
+        assert mode(path) == 0o600
+        flac = tmp_path / "state" / "recording.flac"
+        flac.write_bytes(b"not audio")
+        flac.chmod(0o664)
+        sink = FileSink(flac, 8000, 2, 128, speed=50.0)
+        sink.start(RingBuffer(1024, 2))  # not continued: kept as recording.1.flac, a new one begins
+        sink.stop()
+        assert mode(flac) == 0o600
+        assert (tmp_path / "state" / "recording.1.flac").read_bytes() == b"not audio"
+    finally:
+        os.umask(old)

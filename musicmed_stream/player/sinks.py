@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import Field, field_validator
 
+from musicmed_stream.audio_io import PRIVATE_FILE_MODE, make_private
 from musicmed_stream.bounds import Section
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.player.ring import RingBuffer
@@ -196,7 +197,8 @@ class FileSink(PacedSink):
     closed properly (header completed) on :meth:`stop`. WAV is written as 32-bit float so the
     recording is bit-identical to the played samples. While :attr:`idle` says nothing plays, silent
     blocks are not recorded (an idle daemon would otherwise write 1.2 GB an hour of zeros); past
-    ``max_bytes`` the file is rotated to ``NAME.1.SUFFIX`` (one older file is kept).
+    ``max_bytes`` the file is rotated to ``NAME.1.SUFFIX`` (one older file is kept). The recording
+    is the listener's own: mode 0600 whatever the umask (a continued, looser one is tightened).
     """
 
     name = "file"
@@ -227,9 +229,13 @@ class FileSink(PacedSink):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.is_file() and self._continue(subtype):
+                make_private(self.path)
                 return
             if self.path.is_file():
                 os.replace(self.path, self._older())
+            # created 0600 before libsndfile opens it (and keeps that mode), never readable by others
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE))
+            make_private(self.path)
             self._file = sf.SoundFile(
                 self.path, "w", samplerate=self.sample_rate, channels=self.channels, subtype=subtype
             )

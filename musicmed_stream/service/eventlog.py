@@ -3,7 +3,9 @@
 Lines are ``{"type": ..., "data": {...}, "time": ...}``, appended and flushed one by one, the
 format ``musicmed-stream evaluate`` reads next to a recording. Writing happens on a thread of its
 own, so a slow disk never holds up the event loop; a failed write (a full disk, a removed folder)
-is logged once and the log carries on with the next event, so playback is never affected.
+is logged once and the log carries on with the next event, so playback is never affected. The
+file is the listener's own: created with mode 0600 whatever the umask (an older, looser one is
+tightened).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
 import threading
 from pathlib import Path
 from typing import IO, Any
 
+from musicmed_stream.audio_io import PRIVATE_FILE_MODE, make_private
 from musicmed_stream.control.events import Event
 from musicmed_stream.jsonable import to_jsonable
 
@@ -35,7 +39,8 @@ class EventLog:
     Parameters
     ----------
     path : Path
-        The log file; its folder is created. Opened in append mode, so a restarted daemon adds to it.
+        The log file (mode 0600); its folder is created. Opened in append mode, so a restarted
+        daemon adds to it.
     """
 
     def __init__(self, path: Path) -> None:
@@ -77,7 +82,9 @@ class EventLog:
     def _append(self, line: str) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open across events
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+            make_private(fd, self.path)  # exactly 0600: the umask may have taken bits of a new file's
+            self._file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - held open across events
         self._file.write(line)
         self._file.flush()
 

@@ -4,30 +4,60 @@
 tail as a WAV, then the JSON that names it) and reads it back. Saving runs on a thread of its own
 and only the newest record waits to be written, so a slow or full disk never holds up playback: a
 failure is logged once, and once more when saving works again.
+
+A record is read back through a typed model (:class:`_RecordModel`): anything else (a damaged or
+hand-edited file, a missing tail) is refused with one line, moved aside as
+``session.json.bad-<UTC time>`` (the newest :data:`KEEP_BAD` are kept) and the daemon starts idle.
+The folder is the listener's own: created with mode 0700 (an older, looser one is tightened), its
+files 0600, whatever the umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from musicmed_stream.audio_io import read_audio, write_audio, write_text_atomic
+from musicmed_stream.audio_io import PRIVATE_FILE_MODE, read_audio, write_audio, write_text_atomic
+from musicmed_stream.bounds import (
+    ClipCount,
+    ClipSeconds,
+    Coordinate,
+    CrossfadeFraction,
+    Minutes,
+    OnEnd,
+    PathShape,
+    Seed,
+    Temperature,
+    UnitInterval,
+    error_key,
+)
 from musicmed_stream.engines.base import Continuation
 from musicmed_stream.errors import MusicMedError
 from musicmed_stream.jsonable import to_jsonable
-from musicmed_stream.planner.types import Plan
+from musicmed_stream.planner.types import Plan, PlanSettings
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "session.json"
 VERSION = 2
+PRIVATE_FOLDER_MODE = 0o700
+KEEP_BAD = 3  # refused records kept aside, the newest
+MAX_STATE_BYTES = 64 << 20  # a plan of MAX_CLIPS segments is a few hundred kB
+# Past its plan, a session that holds its target (on_end = "hold") goes on with held segments and
+# saves their index: at most this many (29 days of the shortest clips, 0.25 s apart at the most overlap).
+MAX_HELD = 10**7
 
 
 @dataclass(frozen=True)
@@ -70,10 +100,15 @@ class StateStore:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        # made private now, before the history and the event log put files in it; a folder that
+        # cannot be made is said by the first save that fails
+        with contextlib.suppress(OSError):
+            make_private_folder(folder)
         self._pending: SessionRecord | bool | None = False  # False: nothing to do; None: clear
         self._cond = threading.Condition()
         self._failing = False
         self._closed = False
+        self._busy = False
         self._thread = threading.Thread(target=self._run, name="state", daemon=True)
         self._thread.start()
 
@@ -98,41 +133,39 @@ class StateStore:
         self._thread.join(timeout)
 
     def load(self) -> SessionRecord | None:
-        """The saved session, or ``None`` when there is none or it cannot be read (logged)."""
+        """The saved session, or ``None`` when there is none or it cannot be used (one line logged).
+
+        A file that is not a valid record (JSON of another shape, values out of their bounds, a
+        segment index outside the plan, a tail WAV missing or damaged) is moved aside as
+        ``session.json.bad-<UTC time>``; one that cannot be read at all (a disk error) stays.
+        """
         path = self.folder / STATE_FILE
-        if not path.is_file():
+        try:
+            if not path.is_file():
+                return None
+            raw = path.read_bytes() if path.stat().st_size <= MAX_STATE_BYTES else None
+        except OSError as exc:
+            log.error("cannot read the saved session %s: %s; starting idle", path, exc.strerror or exc)
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            continuation = None
-            if data["continuation"] is not None:
-                cont = data["continuation"]
-                tail, rate = read_audio(self.folder / cont["tail"])
-                continuation = Continuation(tail=tail, sample_rate=rate, state=cont["state"])
-            return SessionRecord(
-                session_id=str(data["session_id"]),
-                plan=Plan.from_dict(data["plan"]),
-                index=int(data["index"]),
-                seed=int(data["seed"]),
-                on_end=str(data.get("on_end", "stop")),
-                played_s=float(data.get("played_s", 0.0)),
-                continuation=continuation,
-                saved_at=float(data.get("saved_at", 0.0)),
-            )
-        except (OSError, ValueError, KeyError, TypeError, MusicMedError) as exc:
-            log.error("cannot read the saved session in %s (%s); starting idle", self.folder, exc)
+            if raw is None:
+                raise _Refused(f"larger than {MAX_STATE_BYTES >> 20} MB")
+            return self._record(raw)
+        except _Refused as exc:
+            self._refuse(path, str(exc))
             return None
 
     def write(self, record: SessionRecord) -> None:
         """Save ``record`` now, on the calling thread (raises ``OSError``/``MusicMedError``)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_private_folder(self.folder)
         keep = None
         cont = record.continuation
         if cont is not None:
             keep = f"tail-{record.index:05d}.wav"
             tail = cont.tail if cont.tail.shape[0] else np.zeros((1, max(cont.tail.shape[1], 1)), np.float32)
-            write_audio(self.folder / keep, tail, cont.sample_rate, subtype="FLOAT")
-        write_text_atomic(self.folder / STATE_FILE, json.dumps(_to_json(record, keep), indent=1))
+            write_audio(self.folder / keep, tail, cont.sample_rate, subtype="FLOAT", mode=PRIVATE_FILE_MODE)
+        text = json.dumps(_to_json(record, keep), indent=1)
+        write_text_atomic(self.folder / STATE_FILE, text, mode=PRIVATE_FILE_MODE)
         for old in self.folder.glob("tail-*.wav"):
             if old.name != keep:
                 old.unlink(missing_ok=True)
@@ -141,6 +174,63 @@ class StateStore:
         """Forget the saved session now, on the calling thread."""
         for path in [self.folder / STATE_FILE, *self.folder.glob("tail-*.wav")]:
             path.unlink(missing_ok=True)
+
+    def _record(self, raw: bytes) -> SessionRecord:
+        """The record in ``raw``, its tail read from the folder; ``_Refused`` saying why not."""
+        try:
+            model = _RecordModel.model_validate_json(raw)
+        except ValidationError as exc:
+            raise _Refused(_problem(exc)) from None
+        except RecursionError:  # pydantic's parser has its own depth limit; this is in case
+            raise _Refused("nested too deeply") from None
+        continuation = None
+        if model.continuation is not None:
+            cont = model.continuation
+            if not (self.folder / cont.tail).is_file():
+                raise _Refused(f"its continuation tail {cont.tail} is missing")
+            try:
+                tail, rate = read_audio(self.folder / cont.tail)
+            except MusicMedError as exc:
+                raise _Refused(f"its continuation tail: {exc}") from None
+            if rate != cont.sample_rate:
+                raise _Refused(f"its tail {cont.tail} is at {rate} Hz, the record says {cont.sample_rate}")
+            continuation = Continuation(tail=tail, sample_rate=rate, state=cont.state)
+        try:
+            plan = Plan.from_dict(model.plan.model_dump(exclude_unset=True))
+        except Exception as exc:  # the model is the check; this is in case it let something through
+            raise _Refused(f"plan: {type(exc).__name__}: {exc}") from None
+        return SessionRecord(
+            session_id=model.session_id,
+            plan=plan,
+            index=model.index,
+            seed=model.seed,
+            on_end=model.on_end,
+            played_s=model.played_s,
+            continuation=continuation,
+            saved_at=model.saved_at,
+        )
+
+    def _refuse(self, path: Path, reason: str) -> None:
+        """Say (one line) why the record at ``path`` is not resumed, and move it aside."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        # refused again within the same second: numbered after the others, so the order stays
+        taken = [_bad_order(p)[1] for p in self.folder.glob(f"{path.name}.bad-{stamp}*")]
+        aside = path.with_name(f"{path.name}.bad-{stamp}" + (f"-{max(taken) + 1}" if taken else ""))
+        try:
+            os.replace(path, aside)
+        except OSError as exc:
+            where = f"it could not be moved aside ({exc.strerror or exc})"
+        else:
+            where = f"moved aside to {aside.name}"
+            self._prune_bad(path)
+        log.error("not resuming the saved session %s: %s; %s; starting idle", path, reason, where)
+
+    def _prune_bad(self, path: Path) -> None:
+        """Keep the newest :data:`KEEP_BAD` refused records (their names sort by time)."""
+        bad = sorted(self.folder.glob(f"{path.name}.bad-*"), key=_bad_order)
+        for old in bad[:-KEEP_BAD]:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
     def _post(self, value: SessionRecord | None) -> None:
         with self._cond:
@@ -193,4 +283,168 @@ def _to_json(record: SessionRecord, tail_name: str | None) -> dict[str, Any]:
     }
 
 
-__all__ = ["STATE_FILE", "SessionRecord", "StateStore"]
+def make_private_folder(folder: Path) -> None:
+    """Create ``folder`` (its parents as usual) with mode 0700 whatever the umask, or tighten an
+    existing one that others could enter (said at INFO; at WARNING when it cannot be changed).
+
+    Raises ``OSError`` when it cannot be created (or is not a folder).
+    """
+    try:
+        folder.mkdir(parents=True, mode=PRIVATE_FOLDER_MODE)
+    except FileExistsError:
+        if not folder.is_dir():
+            raise
+    else:
+        os.chmod(folder, PRIVATE_FOLDER_MODE)  # the umask may have taken bits of the mode
+        return
+    status = folder.stat()
+    mode = stat.S_IMODE(status.st_mode)
+    if not mode & 0o077:
+        return
+    shared = _shared_folder(folder, status)
+    if shared:  # a state_dir pointed at /tmp or a home: left as it is, but said
+        log.warning("state folder %s is open to others (mode %04o) and %s: not changed", folder, mode, shared)
+        return
+    try:
+        os.chmod(folder, PRIVATE_FOLDER_MODE)
+    except OSError as exc:
+        log.warning("state folder %s is open to others (mode %04o): %s", folder, mode, exc.strerror or exc)
+        return
+    log.info("state folder %s was open to others (mode %04o): now %04o", folder, mode, PRIVATE_FOLDER_MODE)
+
+
+def _shared_folder(folder: Path, status: os.stat_result) -> str:
+    """Why ``folder`` is not the daemon's own to tighten (``""`` when it is)."""
+    if status.st_mode & stat.S_ISVTX:
+        return "shared (sticky, like /tmp)"
+    if hasattr(os, "geteuid") and status.st_uid != os.geteuid():
+        return "another user's"
+    resolved = folder.resolve()
+    try:
+        home: Path | None = Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):  # no home to tell
+        home = None
+    if resolved in (Path(resolved.anchor), home):
+        return "not a folder of its own"
+    return ""
+
+
+class _Refused(Exception):
+    """A saved record that is not resumed; the message says why."""
+
+
+def _problem(exc: ValidationError) -> str:
+    """The first problem of a validation error as a short phrase naming the key."""
+    error = exc.errors(include_url=False)[0]
+    key = error_key(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "json_invalid":
+        return f"not JSON ({error.get('ctx', {}).get('error', message)})"
+    return f"{key}: {message}" if key else message
+
+
+def _bad_order(path: Path) -> tuple[str, int]:
+    stamp, _, n = path.name.rpartition(".bad-")[2].partition("-")
+    return stamp, int(n) if n.isdigit() else 0
+
+
+# The record as saved (see _to_json), every value within its bounds: what load() accepts.
+_Label = Annotated[str, Field(max_length=200)]
+_PLAN_DEFAULTS = PlanSettings()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Point(_Strict):
+    valence: Coordinate
+    arousal: Coordinate
+
+
+class _PlanSettings(_Strict):
+    """:class:`~musicmed_stream.planner.types.PlanSettings`, whose defaults fill what a record lacks
+    (a test keeps both field lists the same)."""
+
+    minutes: Minutes = _PLAN_DEFAULTS.minutes
+    clip_seconds: ClipSeconds = _PLAN_DEFAULTS.clip_seconds
+    path: PathShape = _PLAN_DEFAULTS.path
+    temperature: Temperature = _PLAN_DEFAULTS.temperature
+    match_clips: ClipCount = _PLAN_DEFAULTS.match_clips
+    settle_clips: ClipCount = _PLAN_DEFAULTS.settle_clips
+    seed: Seed = _PLAN_DEFAULTS.seed
+    arc_min_radius: UnitInterval = _PLAN_DEFAULTS.arc_min_radius
+    crossfade_fraction: CrossfadeFraction = _PLAN_DEFAULTS.crossfade_fraction
+    exclude_genres: list[_Label] = list(_PLAN_DEFAULTS.exclude_genres)
+    exclude_instruments: list[_Label] = list(_PLAN_DEFAULTS.exclude_instruments)
+
+
+class _Segment(_Strict):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)  # "prompt" is derived
+
+    index: Annotated[int, Field(ge=0)]
+    start_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    duration_s: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)]
+    valence: Coordinate
+    arousal: Coordinate
+    emotion: _Label
+    mood: _Label
+    instrument: _Label
+    genre: _Label
+
+
+class _Meta(_Strict):
+    """Where the plan's palette and mapping came from (a re-plan reads them again)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    statistics: str = "builtin"
+    mapping: str = ""
+    replans: list[dict[str, Any]] = []
+
+
+class _Plan(_Strict):
+    start: _Point
+    target: _Point
+    start_label: _Label = ""
+    target_label: _Label = ""
+    settings: _PlanSettings
+    segments: Annotated[list[_Segment], Field(min_length=1, max_length=MAX_HELD)]
+    meta: _Meta = _Meta()
+
+    @model_validator(mode="after")
+    def _numbered(self) -> _Plan:
+        for position, segment in enumerate(self.segments):
+            if segment.index != position:
+                raise ValueError(f"segments[{position}] has index {segment.index}")
+        return self
+
+
+class _Continuation(_Strict):
+    state: dict[str, Any]
+    sample_rate: Annotated[int, Field(ge=1000, le=384000)]
+    tail: Annotated[str, Field(pattern=r"^tail-[0-9]{5,}\.wav$")]  # a name in the folder, nothing else
+
+
+class _RecordModel(_Strict):
+    version: Literal[2]  # VERSION
+    session_id: Annotated[str, Field(min_length=1, max_length=200)]
+    index: Annotated[int, Field(ge=0)]
+    seed: Seed
+    on_end: OnEnd = "stop"
+    plan: _Plan
+    continuation: _Continuation | None
+    played_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    saved_at: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+    @model_validator(mode="after")
+    def _index_in_plan(self) -> _RecordModel:
+        """The segment playing is one of the plan's; past its end only while holding the target."""
+        count = len(self.plan.segments)
+        if self.index < count or (self.on_end == "hold" and self.index < count + MAX_HELD):
+            return self
+        within = f"[0, {count})" if self.on_end != "hold" else f"[0, {count + MAX_HELD}) (holding)"
+        raise ValueError(f"index {self.index} is not a segment of the plan: must be within {within}")
+
+
+__all__ = ["STATE_FILE", "SessionRecord", "StateStore", "make_private_folder"]
