@@ -182,3 +182,103 @@ def test_the_event_log_is_in_the_state_folder_unless_absolute_or_disabled(tmp_pa
     assert event_log_path(absolute, state) == tmp_path / "log.jsonl"
     assert event_log_path(load_config(env={}, overrides={"service.event_log": ""}), state) is None
     assert needs_restart("service.event_log")
+
+
+# ---------------------------------------------------------------- a file that cannot be read
+
+
+def unusable(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A config path of ``kind`` and the reason its error must give."""
+    import os
+
+    if kind == "a directory":
+        path = tmp_path / "conf.d"
+        path.mkdir()
+        return path, "it is a directory"
+    if kind == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads a file whatever its mode")
+        path = write(tmp_path, "[playback]\nvolume = 0.5\n")
+        path.chmod(0o000)
+        return path, "Permission denied"
+    if kind == "not UTF-8":
+        path = tmp_path / "latin1.toml"
+        path.write_bytes("[session]\n# réglages\nfrom = 'sad'\n".encode("latin-1"))
+        return path, "is not UTF-8 text: byte 0xe9 on line 2"
+    if kind == "a named pipe":
+        path = tmp_path / "pipe.toml"
+        os.mkfifo(path)
+        return path, "not a regular file"
+    if kind == "not TOML":
+        return write(tmp_path, "[playback\nvolume = 0.5\n"), "invalid TOML"
+    if kind == "nested too deeply":
+        return write(tmp_path, "a = " + "[" * 100_000 + "]" * 100_000), "nested too deeply"
+    raise AssertionError(kind)
+
+
+UNUSABLE = ["a directory", "unreadable", "not UTF-8", "a named pipe", "not TOML", "nested too deeply"]
+
+
+def test_a_config_file_this_user_may_not_read_is_a_config_error_even_for_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chmod-000 case above is skipped as root: the same error, made up, for every user."""
+    import os
+
+    path = write(tmp_path, "[playback]\nvolume = 0.5\n")
+    real_open = os.open
+
+    def refusing(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    with pytest.raises(ConfigError, match=r"config file .*config\.toml cannot be read: Permission denied$"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_a_config_file_that_cannot_be_read_is_a_config_error_naming_it(tmp_path: Path, kind: str) -> None:
+    path, reason = unusable(tmp_path, kind)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert str(path) in message and reason in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_serve_refuses_a_config_file_that_cannot_be_read_with_one_line_and_status_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    from musicmed_stream.cli.main import main
+
+    path, reason = unusable(tmp_path, kind)
+    for name in [n for n in __import__("os").environ if n.startswith("MUSICMED_")]:
+        monkeypatch.delenv(name)
+    assert main(["serve", "--config", str(path), "--state-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("musicmed-stream: error:") and err.count("\n") == 1, err
+    assert str(path) in err and reason in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists(), "refused before anything starts"
+    monkeypatch.setenv("MUSICMED_CONFIG", str(path))  # the same file named by the environment
+    assert main(["serve", "--state-dir", str(tmp_path / "s")]) == 2
+    assert reason in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_a_reload_from_a_file_that_cannot_be_read_keeps_the_running_configuration(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    from musicmed_stream.service.runner import _reload
+
+    path, reason = unusable(tmp_path, kind)
+    running = load_config(env={}, overrides={"playback.volume": 0.3})
+    with caplog.at_level("INFO", logger="musicmed_stream.service.runner"):
+        # the daemon is not touched when the file is refused (an object that has nothing to call)
+        assert _reload(object(), running, str(path), None) is running  # type: ignore[arg-type]
+    lines = [r for r in caplog.records if r.name == "musicmed_stream.service.runner"]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR" and lines[0].exc_info is None
+    message = lines[0].getMessage()
+    assert "reload refused, keeping the running configuration" in message
+    assert str(path) in message and reason in message and "\n" not in message

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,13 +67,19 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from musicmed_stream.control.api import StartOptions
-    from musicmed_stream.service.config import load_config
-    from musicmed_stream.service.runner import configure_logging, main_path, serve
+    from musicmed_stream.service.config import load_config, state_dir
+    from musicmed_stream.service.runner import configure_logging, serve
+    from musicmed_stream.service.state import make_private_folder
 
-    path = main_path(args.config)
+    # the file's problems (missing, a folder, unreadable, not UTF-8, not TOML) are load_config's
+    # ConfigError: one line, exit status 2
+    path = args.config or os.environ.get("MUSICMED_CONFIG") or None
     overrides = overrides_from(args)
     config = load_config(path, overrides=overrides)
     configure_logging(config.service.log_level)
+    # the state folder is the listener's own (0700), made so before anything is put in it
+    with contextlib.suppress(OSError):  # one that cannot be made: build_daemon says so
+        make_private_folder(state_dir(config))
     start = None
     if args.start_from or args.start_to:
         start = StartOptions(

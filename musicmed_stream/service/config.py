@@ -16,6 +16,7 @@ is a :class:`~musicmed_stream.errors.ConfigError` naming where the value came fr
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -209,15 +210,7 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
-        try:
-            with open(path, "rb") as handle:
-                tree = tomllib.load(handle)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} not found") from exc
-        except OSError as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        tree = _read_toml(path)
     flat = _flatten(tree, source)
     for key, text in env_overrides(os.environ if env is None else env).items():
         where = f"environment MUSICMED_{key.replace('.', '_').upper()}"
@@ -230,6 +223,50 @@ def load_config(
         return Config.model_validate(_nest(flat))
     except ValidationError as exc:
         raise ConfigError(f"{_source_of(exc, flat)}: {format_error(exc)}") from None
+
+
+MAX_CONFIG_BYTES = 1 << 20  # config.toml, every setting documented, is some 20 kB
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML file at ``path``; ``ConfigError`` naming the file and why it cannot be used (a
+    folder, a pipe or a device, no permission, not UTF-8, not TOML), never anything else."""
+    try:
+        # non-blocking: a named pipe with no writer is refused below instead of waiting forever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"config file {path} cannot be read: {reason}") from exc
+    try:
+        kind = os.fstat(fd).st_mode
+        if stat.S_ISDIR(kind):
+            raise ConfigError(f"config file {path} cannot be read: it is a directory")
+        if not stat.S_ISREG(kind):
+            raise ConfigError(f"config file {path} cannot be read: not a regular file")
+        data = b""
+        while len(data) <= MAX_CONFIG_BYTES and (chunk := os.read(fd, 1 << 16)):
+            data += chunk
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} cannot be read: larger than {MAX_CONFIG_BYTES >> 20} MB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line}"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
