@@ -44,6 +44,50 @@ def test_a_saved_record_reads_back_whole(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob("tail-*.wav")) == ["tail-00003.wav"]
 
 
+def test_the_plan_is_written_once_per_plan_and_the_record_per_segment_stays_small(tmp_path: Path) -> None:
+    first = record(2)
+    store = StateStore(tmp_path)
+    store.write(first)
+    (plan_file,) = tmp_path.glob("plan-*.json")
+    written = plan_file.stat().st_mtime_ns, plan_file.stat().st_ino
+    for index in (3, 4, 5):  # the next segments of the same plan: only session.json and the tail
+        store.write(dataclasses.replace(first, index=index))
+    assert (plan_file.stat().st_mtime_ns, plan_file.stat().st_ino) == written
+    size = (tmp_path / STATE_FILE).stat().st_size
+    assert size < plan_file.stat().st_size / 4, (size, plan_file.stat().st_size)
+    replanned = dataclasses.replace(first.plan, target_label="happy")  # a re-plan: a new plan file
+    store.write(dataclasses.replace(first, plan=replanned, index=6))
+    store.close()
+    assert [p.name for p in tmp_path.glob("plan-*.json")] != [plan_file.name]
+    assert len(list(tmp_path.glob("plan-*.json"))) == 1
+    loaded = StateStore(tmp_path).load()
+    assert loaded is not None and loaded.plan == replanned and loaded.index == 6
+    StateStore(tmp_path).remove()
+    assert not list(tmp_path.glob("plan-*.json")) and not (tmp_path / STATE_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda folder, data: (folder / data["plan_file"]).unlink(), "cannot be read"),
+        (lambda folder, data: (folder / data["plan_file"]).write_text("{"), "is not JSON"),
+        (lambda folder, data: data.update(plan_file="../plan-0123456789abcdef.json"), "not a plan file"),
+        (lambda folder, data: data.update(plan_file=7), "not a plan file"),
+    ],
+)
+def test_a_record_whose_plan_file_is_missing_damaged_or_elsewhere_is_refused(
+    tmp_path: Path, errors: Callable[[], list[logging.LogRecord]], change: Any, reason: str
+) -> None:
+    store = StateStore(tmp_path)
+    store.write(record())
+    store.close()
+    data = json.loads((tmp_path / STATE_FILE).read_text())
+    change(tmp_path, data)
+    (tmp_path / STATE_FILE).write_text(json.dumps(data))
+    assert StateStore(tmp_path).load() is None
+    assert_refused(tmp_path, errors(), reason)
+
+
 def test_a_cleared_or_damaged_record_is_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = StateStore(tmp_path)
     store.save(record())
@@ -80,11 +124,14 @@ def test_a_failing_disk_is_logged_once_and_its_recovery_once(
 
 
 def saved(folder: Path, rec: SessionRecord | None = None) -> dict[str, Any]:
-    """Save ``rec`` (default: :func:`record`) in ``folder``; its JSON as a dict."""
+    """Save ``rec`` (default: :func:`record`) in ``folder``; its JSON as a dict, the plan inline
+    (the version-2 form, which is read as well)."""
     store = StateStore(folder)
     store.write(rec or record())
     store.close()
-    return json.loads((folder / STATE_FILE).read_text())
+    data = json.loads((folder / STATE_FILE).read_text())
+    data["plan"] = json.loads((folder / data.pop("plan_file")).read_text())
+    return data | {"version": 2}
 
 
 def rewrite(folder: Path, change: Callable[[dict[str, Any]], Any], rec: SessionRecord | None = None) -> None:

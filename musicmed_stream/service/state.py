@@ -5,6 +5,10 @@ tail as a WAV, then the JSON that names it) and reads it back. Saving runs on a 
 and only the newest record waits to be written, so a slow or full disk never holds up playback: a
 failure is logged once, and once more when saving works again.
 
+Saving is incremental: the plan (up to ``session.max_segments`` segments, a few hundred kB) goes
+into a file of its own, ``plan-<digest>.json``, written only when the plan changes (start,
+re-target, extend); ``session.json``, rewritten at every segment, names it and stays small.
+
 A record is read back through a typed model (:class:`_RecordModel`): anything else (a damaged or
 hand-edited file, a missing tail) is refused with one line, moved aside as
 ``session.json.bad-<UTC time>`` (the newest :data:`KEEP_BAD` are kept) and the daemon starts idle.
@@ -15,9 +19,11 @@ files 0600, whatever the umask.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -51,7 +57,8 @@ from musicmed_stream.planner.types import Plan, PlanSettings
 log = logging.getLogger(__name__)
 
 STATE_FILE = "session.json"
-VERSION = 2
+VERSION = 3  # 3: the plan in a file of its own; 2 (the plan inline) is still read
+PLAN_FILE = re.compile(r"^plan-[0-9a-f]{16}\.json$")  # a name in the folder, nothing else
 PRIVATE_FOLDER_MODE = 0o700
 KEEP_BAD = 3  # refused records kept aside, the newest
 MAX_STATE_BYTES = 64 << 20  # a plan of MAX_CLIPS segments is a few hundred kB
@@ -109,6 +116,7 @@ class StateStore:
         self._failing = False
         self._closed = False
         self._busy = False
+        self._plan_written: tuple[Plan, str] | None = None  # the plan last written, and its file
         self._thread = threading.Thread(target=self._run, name="state", daemon=True)
         self._thread.start()
 
@@ -164,19 +172,36 @@ class StateStore:
             keep = f"tail-{record.index:05d}.wav"
             tail = cont.tail if cont.tail.shape[0] else np.zeros((1, max(cont.tail.shape[1], 1)), np.float32)
             write_audio(self.folder / keep, tail, cont.sample_rate, subtype="FLOAT", mode=PRIVATE_FILE_MODE)
-        text = json.dumps(_to_json(record, keep), indent=1)
+        plan_file = self._write_plan(record.plan)
+        text = json.dumps(_to_json(record, keep, plan_file), indent=1)
         write_text_atomic(self.folder / STATE_FILE, text, mode=PRIVATE_FILE_MODE)
-        for old in self.folder.glob("tail-*.wav"):
-            if old.name != keep:
+        for old in [*self.folder.glob("tail-*.wav"), *self.folder.glob("plan-*.json")]:
+            if old.name not in (keep, plan_file):
                 old.unlink(missing_ok=True)
 
     def remove(self) -> None:
         """Forget the saved session now, on the calling thread."""
-        for path in [self.folder / STATE_FILE, *self.folder.glob("tail-*.wav")]:
-            path.unlink(missing_ok=True)
+        self._plan_written = None
+        for pattern in (STATE_FILE, "tail-*.wav", "plan-*.json"):
+            for path in self.folder.glob(pattern):
+                path.unlink(missing_ok=True)
+
+    def _write_plan(self, plan: Plan) -> str:
+        """The name of ``plan``'s file, written if this store has not written it yet (plans are
+        immutable: the same object is the same plan)."""
+        if self._plan_written is not None and self._plan_written[0] is plan:
+            name = self._plan_written[1]
+            if (self.folder / name).is_file():
+                return name
+        text = json.dumps(plan.to_dict(), indent=1)
+        name = f"plan-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+        write_text_atomic(self.folder / name, text, mode=PRIVATE_FILE_MODE)
+        self._plan_written = (plan, name)
+        return name
 
     def _record(self, raw: bytes) -> SessionRecord:
-        """The record in ``raw``, its tail read from the folder; ``_Refused`` saying why not."""
+        """The record in ``raw``, its plan and tail read from the folder; ``_Refused`` saying why not."""
+        raw = self._with_plan(raw)
         try:
             model = _RecordModel.model_validate_json(raw)
         except ValidationError as exc:
@@ -209,6 +234,30 @@ class StateStore:
             continuation=continuation,
             saved_at=model.saved_at,
         )
+
+    def _with_plan(self, raw: bytes) -> bytes:
+        """A version-3 record (the plan in its own file) as the model reads it, the plan inline;
+        anything else as it is (the model says what is wrong with it)."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            return raw
+        if not isinstance(data, dict) or data.get("version") != VERSION or "plan_file" not in data:
+            return raw
+        name = data.pop("plan_file")
+        if not isinstance(name, str) or not PLAN_FILE.match(name):
+            raise _Refused(f"plan_file {str(name)[:80]!r} is not a plan file's name")
+        try:
+            path = self.folder / name
+            if path.stat().st_size > MAX_STATE_BYTES:
+                raise _Refused(f"its plan {name} is larger than {MAX_STATE_BYTES >> 20} MB")
+            data["plan"] = json.loads(path.read_bytes())
+        except OSError as exc:
+            raise _Refused(f"its plan {name} cannot be read: {exc.strerror or exc}") from None
+        except (ValueError, RecursionError):
+            raise _Refused(f"its plan {name} is not JSON") from None
+        data["version"] = 2  # the model's inline form
+        return json.dumps(data).encode()
 
     def _refuse(self, path: Path, reason: str) -> None:
         """Say (one line) why the record at ``path`` is not resumed, and move it aside."""
@@ -266,7 +315,7 @@ class StateStore:
             self._failing = False
 
 
-def _to_json(record: SessionRecord, tail_name: str | None) -> dict[str, Any]:
+def _to_json(record: SessionRecord, tail_name: str | None, plan_file: str) -> dict[str, Any]:
     cont = record.continuation
     return {
         "version": VERSION,
@@ -274,7 +323,7 @@ def _to_json(record: SessionRecord, tail_name: str | None) -> dict[str, Any]:
         "index": record.index,
         "seed": record.seed,
         "on_end": record.on_end,
-        "plan": record.plan.to_dict(),
+        "plan_file": plan_file,
         "continuation": None
         if cont is None
         else {"state": to_jsonable(cont.state), "sample_rate": cont.sample_rate, "tail": tail_name},
@@ -427,7 +476,7 @@ class _Continuation(_Strict):
 
 
 class _RecordModel(_Strict):
-    version: Literal[2]  # VERSION
+    version: Literal[2]  # the plan inline (version 3 is read as this: StateStore._with_plan)
     session_id: Annotated[str, Field(min_length=1, max_length=200)]
     index: Annotated[int, Field(ge=0)]
     seed: Seed
