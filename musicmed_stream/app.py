@@ -18,6 +18,7 @@ from musicmed_stream.planner import TagStatistics, builtin_palette, load_jamendo
 from musicmed_stream.player.sinks import open_sink
 from musicmed_stream.service.config import Config, state_dir
 from musicmed_stream.service.daemon import Daemon
+from musicmed_stream.service.state import make_private_folder
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def build_daemon(config: Config) -> Daemon:
     statistics, mapping = planning_inputs(config, engine)
     folder = state_dir(config)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_folder(folder)  # 0700: the listener's sessions and recordings
     except OSError as exc:
         raise ConfigError(f"service.state_dir {folder} cannot be created: {exc}") from exc
     log.info("state folder: %s", folder.resolve())

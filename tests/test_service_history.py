@@ -22,6 +22,13 @@ def test_a_new_history_is_private_and_at_the_latest_schema(tmp_path: Path) -> No
         assert db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
 
 
+def test_an_older_history_open_to_others_is_made_private(tmp_path: Path) -> None:
+    History(tmp_path / "h.sqlite").close()
+    (tmp_path / "h.sqlite").chmod(0o644)
+    History(tmp_path / "h.sqlite").close()
+    assert (tmp_path / "h.sqlite").stat().st_mode & 0o777 == 0o600
+
+
 def test_sessions_and_check_ins_read_back_newest_first(tmp_path: Path) -> None:
     history = History(tmp_path / "h.sqlite")
     assert history.check_in("before", -0.5, 0.6, at=1000.0) is None  # no session yet

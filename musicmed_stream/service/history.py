@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from musicmed_stream.audio_io import make_private
+
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.sqlite"
@@ -105,6 +107,8 @@ class History:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        else:
+            make_private(path)  # an older, looser file is tightened
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA foreign_keys = ON")
         self._migrate()

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from musicmed_stream.allocator import limit_fragmentation
@@ -129,11 +127,3 @@ def _reload(daemon: Daemon, config: Config, path: str | None, overrides: Mapping
     if later:
         log.warning("these changes take effect after a restart: %s", ", ".join(later))
     return new
-
-
-def main_path(path: str | None) -> str | None:
-    """The configuration file: the flag, else ``$MUSICMED_CONFIG``; a missing file is an error."""
-    path = path or os.environ.get("MUSICMED_CONFIG") or None
-    if path is not None and not Path(path).is_file():
-        raise ConfigError(f"config file {path} not found")
-    return path
