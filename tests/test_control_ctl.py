@@ -358,6 +358,10 @@ def test_url_forms_environment_and_the_daemons_config(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "<" not in err, err
     assert f"HTTP 200 OK); it listens at ws://127.0.0.1:{port}/ws" in err
+    # A token in the URL is not printed back (a terminal's scrollback, a CI log).
+    assert main(["ctl", "--url", f"http://127.0.0.1:{port}/index.html?token=letmein"]) == 2
+    err = capsys.readouterr().err
+    assert "letmein" not in err and "token=***" in err, err
     # The URL from the environment, then from the daemon's own config (its port and its token).
     monkeypatch.setenv("MUSICMED_CTL_URL", f"http://127.0.0.1:{port}")
     assert main(["ctl", "--token", "letmein"]) == 0

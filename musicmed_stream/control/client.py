@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from musicmed_stream.control.redact import REDACTOR
 from musicmed_stream.errors import MusicMedError
 
 DEFAULT_URL = "ws://127.0.0.1:8765/ws"
@@ -121,15 +122,16 @@ class Connection:
         ControlError
             If the token is missing or wrong.
         """
+        shown = REDACTOR.redact(url)  # the URL may carry ?token=: never in a message
         try:
             ws = await asyncio.wait_for(connect(url, open_timeout=timeout, **ws_options), timeout)
         except InvalidURI as exc:
-            raise DaemonUnreachableError(f"invalid daemon URL {url!r}: {exc}") from exc
+            raise DaemonUnreachableError(f"invalid daemon URL {shown!r}: {exc}") from exc
         except InvalidStatus as exc:
-            raise DaemonUnreachableError(_refusal(url, exc)) from exc
+            raise DaemonUnreachableError(_refusal(shown, exc)) from exc
         except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
             reason = str(exc) or type(exc).__name__
-            raise DaemonUnreachableError(f"cannot reach the daemon at {url}: {reason}") from exc
+            raise DaemonUnreachableError(f"cannot reach the daemon at {shown}: {reason}") from exc
         try:
             raw = await asyncio.wait_for(ws.recv(), timeout)
             data = json.loads(raw)
@@ -137,13 +139,13 @@ class Connection:
         except (OSError, TimeoutError, ConnectionClosed) as exc:
             await ws.close()
             reason = str(exc) or type(exc).__name__
-            raise DaemonUnreachableError(f"cannot reach the daemon at {url}: {reason}") from exc
+            raise DaemonUnreachableError(f"cannot reach the daemon at {shown}: {reason}") from exc
         except ValueError as exc:  # not JSON, or not a protocol message (pydantic's errors are ValueErrors)
             await ws.close()
-            raise DaemonUnreachableError(f"{url} does not speak the musicmed-stream protocol") from exc
+            raise DaemonUnreachableError(f"{shown} does not speak the musicmed-stream protocol") from exc
         if data.get("type") != "hello":
             await ws.close()
-            raise DaemonUnreachableError(f"{url} did not greet with hello (got {data.get('type')!r})")
+            raise DaemonUnreachableError(f"{shown} did not greet with hello (got {data.get('type')!r})")
         client = cls(ws, hello, url)
         if data.get("auth_required"):
             if token is None:
