@@ -296,3 +296,36 @@ def test_a_command_is_heard_within_respond_s_not_after_the_whole_ring() -> None:
     assert [r.label.index for r in heard_reports] == [0, 1]
     assert heard_reports[1].frame == pytest.approx(3000 + reached - 100, abs=block)  # where it begins
     assert not heard[heard != 1.0].any()
+
+
+def test_a_command_after_finish_does_not_undo_it() -> None:
+    """Commands take back the queued audio from before :meth:`Deck.finish`: the program must still
+    end (the soak found sessions that looped their last clip's end forever after a volume change)."""
+    rate, block = 10000, 100
+    deck = Deck(
+        rate, 1, PLAIN, block_size=block, ring_seconds=1.0, respond_s=0.05, bridge=BridgePolicy(0.5, 0.05)
+    )
+    deck.begin()
+    deck.append(flat(30000, 1.0), Label("clip", 0))
+    live(deck, 3000)
+    deck.finish(0.1)
+    deck.set_volume(0.5)
+    live(deck, 40000)
+    reports = deck.reports(deck.ring.frames_read)
+    assert [r for r in reports if isinstance(r, Ended)], "the program ended"
+    assert not [r for r in reports if isinstance(r, Bridged)] and not deck.active
+
+
+def test_a_command_right_after_begin_does_not_bring_back_the_idle_deck() -> None:
+    """The ring holds silence queued before :meth:`Deck.begin`; a command that takes it back must
+    not restore the idle deck (the whole program would render as silence and never end)."""
+    rate, block = 10000, 100
+    deck = Deck(rate, 1, PLAIN, block_size=block, ring_seconds=1.0, respond_s=0.05)
+    live(deck, 3000)  # idle: silence queued
+    deck.begin()
+    deck.append(flat(20000, 1.0), Label("clip", 0))
+    deck.set_volume(1.0)
+    deck.finish(0.0)
+    out = live(deck, 30000)[:, 0]
+    assert np.count_nonzero(out) == pytest.approx(20000, abs=2 * block), "the clip is heard"
+    assert [r for r in deck.reports(deck.ring.frames_read) if isinstance(r, Ended)]

@@ -701,3 +701,26 @@ def test_a_start_without_from_begins_where_the_listener_said_they_are(tmp_path: 
     (default, felt), _ = run_with(make_daemon(tmp_path), body)
     assert default.plan["start_label"] == "sad"
     assert felt.plan["start"] == {"valence": -0.4, "arousal": 0.55}
+
+
+def test_a_command_right_after_the_last_clip_is_scheduled_does_not_keep_the_session_from_ending(
+    tmp_path: Path,
+) -> None:
+    # A command takes back the queued audio and renders it again; one that came right after the
+    # producer had scheduled the last clip (and told the deck that no more come) undid that, and the
+    # session looped its last clip's end for ever (found by benchmarks/soak.py).
+    daemon = make_daemon(tmp_path)
+
+    async def body(d: Daemon, events: list[Event]) -> None:
+        await d.start_session(StartOptions("sad", "calm", seed=4))
+        session = d._session
+        assert session is not None
+        while not session.final:  # the producer schedules the last clip and finishes the deck
+            await d.play(BLOCK / SR)
+        await d.set_volume(0.9)  # the ring still holds blocks rendered before that
+        await play_until(d, events, "session_ended", limit_s=40)
+
+    _, events = run_with(daemon, body)
+    assert of(events, "session_ended")[0].reason == "finished"
+    assert [s.index for s in of(events, "segment_started")] == list(range(6))
+    assert not of(events, "bridge")

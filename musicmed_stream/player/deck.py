@@ -169,6 +169,7 @@ class Deck:
         """Start a new program: drop what is scheduled, reset the block processor (same seed, same
         samples: no filter state from before) and the pause; the volume stays."""
         with self._lock:
+            self._take_back()  # or a later command's take-back would bring back the idle deck
             self._flush_ring = not self._active and not self._timeline.voices
             self._timeline.clear()
             self._processor.reset()
@@ -248,6 +249,7 @@ class Deck:
     def finish(self, fade_s: float) -> None:
         """Nothing more will be scheduled: fade the end over ``fade_s``, then end the program."""
         with self._lock:
+            self._take_back()  # or a later command's take-back would undo it: no end, ever
             self._timeline.fade_tail(self._frames(fade_s))
             self._final = True
 
@@ -267,6 +269,7 @@ class Deck:
     def reopen(self) -> None:
         """Undo :meth:`finish`: more audio will be scheduled after all (the plan grew)."""
         with self._lock:
+            self._take_back()
             if self._active and self._end_frame is None:
                 self._final = False
 
@@ -299,6 +302,7 @@ class Deck:
     def stop(self) -> None:
         """End the program at once, with no fade (the daemon fades before it stops)."""
         with self._lock:
+            self._take_back()
             self._timeline.clear()
             self._active = False
 
