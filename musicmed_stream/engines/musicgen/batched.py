@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from musicmed_stream.engines.base import Clip, Continuation
 from musicmed_stream.engines.musicgen.chunks import ClipChunks
-from musicmed_stream.engines.musicgen.fast import SamplingConfig, gumbel_noise
+from musicmed_stream.engines.musicgen.fast import SamplingConfig, attend, gumbel_noise
 from musicmed_stream.engines.musicgen.streaming import CodeStreamer, undelay
 from musicmed_stream.errors import ConfigError, GenerationCancelled
 from musicmed_stream.planner.types import Segment
@@ -127,10 +126,7 @@ class BatchedMusicgenDecoder:
     # -- the model's computation ------------------------------------------------------------
 
     def _attend(self, attn: Any, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
-        b, t, _ = x.shape
-        q = attn.q_proj(x).view(b, t, self.H, self.D).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
-        return attn.out_proj(out.transpose(1, 2).reshape(b, t, self.H * self.D))
+        return attend(attn, x, k, v, mask, self.H, self.D)
 
     def _layers(
         self,

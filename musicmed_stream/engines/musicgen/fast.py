@@ -28,6 +28,23 @@ import torch
 import torch.nn.functional as F
 
 
+def attend(
+    attn: Any,
+    x: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor,
+    heads: int,
+    head_dim: int,
+) -> torch.Tensor:
+    """One of MusicGen's attention blocks on cached keys and values: ``attn``'s query projection of
+    ``x`` against ``k``/``v`` (``(batch, heads, positions, head_dim)``) under ``mask``, projected out."""
+    b, t, _ = x.shape
+    q = attn.q_proj(x).view(b, t, heads, head_dim).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, heads * head_dim))
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     top_k: int
@@ -110,10 +127,7 @@ class StaticMusicgenDecoder:
     # -- the model's computation on static buffers -------------------------------------------
 
     def _attend(self, attn: Any, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
-        b, t, _ = x.shape
-        q = attn.q_proj(x).view(b, t, self.H, self.D).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
-        return attn.out_proj(out.transpose(1, 2).reshape(b, t, self.H * self.D))
+        return attend(attn, x, k, v, mask, self.H, self.D)
 
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, t, V)`` of tokens ``(B, K, t)`` at ``positions`` (t,), filling the cache."""
