@@ -724,3 +724,20 @@ def test_a_command_right_after_the_last_clip_is_scheduled_does_not_keep_the_sess
     assert of(events, "session_ended")[0].reason == "finished"
     assert [s.index for s in of(events, "segment_started")] == list(range(6))
     assert not of(events, "bridge")
+
+
+def test_a_session_extended_before_its_first_clip_plays_still_plays_it(tmp_path: Path) -> None:
+    # extend took "nothing playing yet" for "segment 0 heard" and re-planned from segment 1: the
+    # listener never heard the clip that meets their mood (found by benchmarks/soak.py)
+    daemon = make_daemon(tmp_path)
+
+    async def body(d: Daemon, events: list[Event]) -> Any:
+        await d.start_session(StartOptions("sad", "calm", seed=5))
+        replanned = await d.extend(0.1)
+        await play_until(d, events, "session_ended", limit_s=60)
+        return replanned
+
+    replanned, events = run_with(daemon, body)
+    assert replanned.from_index == 0
+    assert [s.index for s in of(events, "segment_started")] == list(range(len(replanned.plan["segments"])))
+    assert of(events, "session_ended")[0].reason == "finished"

@@ -335,7 +335,7 @@ class Daemon:
             settings = dataclasses.replace(old.settings, minutes=total)
             wanted = len(clip_grid(settings)) if total > 0 else 0
             playing = self._playing(session)
-            heard = 0 if playing is None else playing.segment.index
+            heard = -1 if playing is None else playing.segment.index  # -1: no clip on the deck yet
             scheduled = max(session.next_index, heard + 1)
             keep_scheduled = wanted > scheduled  # shortened below what is scheduled: re-plan from now
             from_index = scheduled if keep_scheduled else heard + 1
