@@ -329,3 +329,18 @@ def test_a_command_right_after_begin_does_not_bring_back_the_idle_deck() -> None
     out = live(deck, 30000)[:, 0]
     assert np.count_nonzero(out) == pytest.approx(20000, abs=2 * block), "the clip is heard"
     assert [r for r in deck.reports(deck.ring.frames_read) if isinstance(r, Ended)]
+
+
+def test_the_clip_at_command_is_where_a_cut_in_lands_not_the_render_position() -> None:
+    rate, block = 10000, 100
+    deck = Deck(rate, 1, PLAIN, block_size=block, ring_seconds=1.0, respond_s=0.05)
+    deck.begin()
+    deck.append(flat(2000, 1.0), Label("clip", 0))
+    deck.append(flat(20000, 2.0), Label("clip", 1))  # from 1500 on (a quarter of the shorter clip)
+    live(deck, 800)
+    assert deck.playing("clip").index == 1, "rendered into the ring already"
+    assert deck.clip_at_command().index == 0, "a command now lands at 1300, before clip 1"
+    dropped = deck.cut_in(flat(5000, 3.0), Label("clip", 1), fade_s=0.01)
+    assert [label.index for label in dropped] == [1], "which is why the cut-in drops clip 1"
+    live(deck, 2000)
+    assert deck.clip_at_command().index == 1  # the cut-in clip, heard by now

@@ -352,6 +352,21 @@ class Deck:
             ]
         return max(started, key=lambda v: v.start).label if started else None
 
+    def clip_at_command(self) -> Label | None:
+        """The label of the last clip heard by the time a command given now is: a cut-in begins
+        ``respond_s`` after what the sink has read (queued audio beyond is taken back, and a clip
+        that starts there is dropped), not at the render position; without ``respond_s``, the clip
+        at the render position (:meth:`playing`)."""
+        if self._respond is None:
+            return self.playing("clip")
+        with self._lock:
+            frame = self.ring.frames_read + self._respond
+            label = self._heard
+            for _, report in self._reports:  # rendered, not yet played: in output order
+                if isinstance(report, Heard) and report.label.kind == "clip" and report.frame <= frame:
+                    label = report.label
+        return label
+
     def tail_label(self) -> Label | None:
         """The label of the voice that ends last (what plays when all else has)."""
         with self._lock:

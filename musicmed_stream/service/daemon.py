@@ -307,7 +307,7 @@ class Daemon:
         target_va, label = self._resolve(target, "target", mapping)
         async with self._lifecycle:
             session = self._require_session()
-            placed = self._playing(session)
+            placed = self._playing(session, at_command=True)  # where the cut-in will begin
             from_index = 0 if placed is None else placed.segment.index + 1
             position = session.plan.start if placed is None else placed.segment.va
             plan = extended(session.plan, from_index)
@@ -620,9 +620,10 @@ class Daemon:
                 log.error("producer of session %s failed: %s", session.session_id, session.task.exception())
             self.producer.start(session)
 
-    def _playing(self, session: Session) -> PlacedClip | None:
-        """The clip at the deck's render position (else the one heard): where a re-plan starts."""
-        label = self.deck.playing("clip")
+    def _playing(self, session: Session, *, at_command: bool = False) -> PlacedClip | None:
+        """The clip at the deck's render position (else the one heard): where a re-plan starts;
+        ``at_command``: the clip heard where a command given now lands (a cut-in's start)."""
+        label = self.deck.clip_at_command() if at_command else self.deck.playing("clip")
         if label is not None and isinstance(label.payload, PlacedClip):
             return label.payload
         return session.current
