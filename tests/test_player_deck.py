@@ -344,3 +344,16 @@ def test_the_clip_at_command_is_where_a_cut_in_lands_not_the_render_position() -
     assert [label.index for label in dropped] == [1], "which is why the cut-in drops clip 1"
     live(deck, 2000)
     assert deck.clip_at_command().index == 1  # the cut-in clip, heard by now
+
+
+def test_a_program_counts_from_what_is_heard_after_begin_not_from_the_queued_silence() -> None:
+    rate, block = 10000, 100
+    deck = Deck(rate, 1, PLAIN, block_size=block, ring_seconds=1.0, respond_s=0.05)
+    live(deck, 3000)  # idle: a second of silence queued
+    deck.begin()
+    live(deck, 500)  # the first clip takes a while to come
+    deck.append(flat(20000, 1.0), Label("clip", 0))
+    out = live(deck, 3000)[:, 0]
+    (heard,) = [r for r in deck.reports(deck.ring.frames_read) if isinstance(r, Heard)]
+    assert heard.position <= 500 + 2 * block, "the program's clock: what played since begin()"
+    assert out[: 2 * block].all(), "the queued silence was dropped: the clip plays at once"

@@ -169,7 +169,9 @@ class Deck:
         """Start a new program: drop what is scheduled, reset the block processor (same seed, same
         samples: no filter state from before) and the pause; the volume stays."""
         with self._lock:
-            self._take_back()  # or a later command's take-back would bring back the idle deck
+            # No take-back reaches back before a new program (it would bring back the idle deck);
+            # its queued silence is dropped when its first sound is rendered (``_flush_ring``).
+            self._snapshots.clear()
             self._flush_ring = not self._active and not self._timeline.voices
             self._timeline.clear()
             self._processor.reset()
