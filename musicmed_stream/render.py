@@ -149,7 +149,7 @@ def render_session(
     progress: bool = False,
     block_frames: int = 16384,
     on_clip: Callable[[ClipRecord], None] | None = None,
-    chain_workers: int = 2,
+    chain_workers: int = 1,
     stream_first: bool = True,
 ) -> RenderResult:
     """Render ``plan`` with ``engine`` into ``out_dir``, continuing an interrupted render there.
@@ -188,7 +188,10 @@ def render_session(
     chain_workers : int
         Threads preparing clips (:func:`~musicmed_stream.chain.to_output`) while the engine runs;
         numpy, scipy's FFT and filters release the GIL in the heavy parts. The output does not
-        depend on it.
+        depend on it. One keeps up with the built-in engine (a clip's chain takes about two thirds
+        of its generation) and holds less audio: a 15-min render peaked at 279 MiB with one, 324 MiB
+        with two, in the same wall time (``benchmarks/memory.py``); MusicGen with the denoiser on
+        may gain from two.
     stream_first : bool
         With a streaming engine, prepare the first clip piece by piece as the daemon does when it
         streams it (``engine.stream``, the daemon's default): the same session, the same samples.

@@ -108,11 +108,11 @@ def test_resume_after_deleting_and_truncating_clips_is_identical(reference, tmp_
         np.testing.assert_array_equal(sf.read(out / name)[0], sf.read(reference / name)[0])
 
 
-def test_serial_chain_and_other_block_size_give_the_same_session(reference, tmp_path):
-    # The reference prepares clips on two threads while the engine runs; one thread and another
+def test_parallel_chain_and_other_block_size_give_the_same_session(reference, tmp_path):
+    # The reference prepares clips on one thread while the engine runs; three threads and another
     # streaming block size must give the very same bytes, whatever the thread timing.
-    out = tmp_path / "serial"
-    render_session(make_plan(), make_engine(), out, ChainConfig(), chain_workers=1, block_frames=3000)
+    out = tmp_path / "parallel"
+    render_session(make_plan(), make_engine(), out, ChainConfig(), chain_workers=3, block_frames=3000)
     assert (out / "session.wav").read_bytes() == (reference / "session.wav").read_bytes()
 
 
