@@ -40,17 +40,21 @@ with their targets:
 - segments keep advancing to the end of every session: no wait between two segments (or to the
   end) longer than ``max(30 s, 10 clips of wall time)``, no producer watchdog restart. Waits past
   3 clips of wall time are counted apart: the engine behind the sped-up play head, as its pace
-  (seconds per clip, from the child's ``engine-trace.log``) shows; a session waiting past 6 s gets
-  the daemon's thread stacks saved (``py-spy dump``, where installed) in ``stall-N.txt``;
+  (seconds per clip, from the child's ``engine-trace.log``) shows; a session waiting past two clip
+  steps (at least 6 s) gets the daemon's thread stacks saved (``py-spy dump``, where installed) in
+  ``stall-N.txt``;
 - all segments played: every session played segments 0, 1, ... in order with none missing, up to
-  ``N - 1`` of its final plan when it finished;
+  ``N - 1`` of its final plan when it finished (a segment that starts twice is listed, not failed:
+  a clip cut short by a mid-clip fault plays again, and an old path's next clip can be heard for a
+  moment before a re-target's cut-in lands);
 - SIGTERM to exit <= 2 s (with all subscribers connected), RSS growth after the first minute
   < 10 % (the median RSS of the last minute against that of the second; RSS is sampled every 5 s),
   peak RSS (``VmHWM``) <= 300 MB.
 
 The ring (``playback.ring_seconds``) is scaled by the speed (up to 5 s) so that it covers the same
-wall-clock time as at real time, as in ``daemon_latency.py``: a sped-up sink must not turn a
-scheduling hiccup of a busy machine into an underrun that real time would not have.
+wall-clock time as at real time, as in ``daemon_latency.py``, and so is ``respond_seconds`` (what a
+command leaves queued): a sped-up sink must not turn a scheduling hiccup of a busy machine into an
+underrun that real time would not have.
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ class FaultyEngine:
             fault = self._rng.random() < self._rate
             after = self._rng.choice((0, 0, 0, 1, 2, 3)) if fault else 0
             if fault:
-                self.faults[what if after == 0 else f"{what} (mid-clip)"] += 1
+                self.faults[f"{what} (mid-clip)" if after and what == "stream" else what] += 1
         return fault, after
 
     def generate(self, segment: Any, previous: Any, *, seed: int, cancel: Any = None) -> Any:
@@ -703,7 +707,8 @@ async def drive(
     if args.subscribers > NON_READERS:
         tasks.append(asyncio.create_task(non_readers(soak)))
     fuzzer = asyncio.create_task(Fuzzer(soak).run())
-    tasks.append(asyncio.create_task(dump_stalls(soak, proc.pid, args.log.parent)))
+    wait_s = max(6.0, 1.5 * args.clip_seconds / args.speed)  # two clip steps of the sped-up sink
+    tasks.append(asyncio.create_task(dump_stalls(soak, proc.pid, args.log.parent, wait_s)))
     samples: list[Sample] = []
     started = time.monotonic()
     rss_every_5s: list[tuple[float, float]] = []
@@ -768,15 +773,15 @@ async def drive(
     }
 
 
-async def dump_stalls(soak: Soak, pid: int, folder: Path) -> None:
-    """When a session waits for its next segment longer than 6 s of wall time, save the daemon's
-    thread stacks (``py-spy dump``, where installed) to ``stall-N.txt``: what it was doing."""
+async def dump_stalls(soak: Soak, pid: int, folder: Path, wait_s: float) -> None:
+    """When a session waits for its next segment longer than ``wait_s`` of wall time, save the
+    daemon's thread stacks (``py-spy dump``, where installed) to ``stall-N.txt``: what it did."""
     py_spy = shutil.which("py-spy")
     dumps = 0
     while py_spy is not None and dumps < 5:
         await asyncio.sleep(1.0)
         live = soak.sessions.get(soak.current or "")
-        if live is None or live.ended or time.monotonic() - live.last_at < 6.0:
+        if live is None or live.ended or time.monotonic() - live.last_at < wait_s:
             continue
         dumps += 1
         waited = time.monotonic() - live.last_at
