@@ -50,12 +50,11 @@ from musicmed_stream.errors import AudioError, MusicMedError
 from musicmed_stream.jsonable import normalized, to_jsonable
 from musicmed_stream.planner.types import Plan, Segment
 from musicmed_stream.player.deck import Deck, Label, OfflineOutput
+from musicmed_stream.render_settings import FORMATS, SAMPLE_FORMATS, RenderSettings
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-FORMATS = ("wav", "flac")
-SESSION_SUBTYPE = "PCM_24"
-SAMPLE_FORMATS = ("PCM_16", "PCM_24", "FLOAT")
+SESSION_SUBTYPE = RenderSettings().sample_format
 CLIP_SUBTYPE = "FLOAT"  # lossless for the engine's float32 output: a resumed clip is bit-identical
 
 

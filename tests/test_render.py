@@ -208,6 +208,23 @@ def test_cli_unwritable_folder_is_one_line(tmp_path, capsys):
     assert "cannot create output folder" in err and "\n" not in err
 
 
+def test_cli_session_sample_format_from_the_flag_or_the_config(tmp_path, capsys):
+    argv = ["render", "--from", "sad", "--to", "calm", "--minutes", "0.1", "--clip-seconds", "3", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "default")]) == 0
+    assert sf.info(tmp_path / "default" / "session.wav").subtype == "PCM_24"
+    assert main([*argv, "--sample-format", "PCM_16", "--out", str(tmp_path / "flag")]) == 0
+    assert sf.info(tmp_path / "flag" / "session.wav").subtype == "PCM_16"
+    config = tmp_path / "config.toml"
+    config.write_text('[render]\nformat = "flac"\nsample_format = "PCM_16"\n[session]\njamendo = ""\n')
+    assert main([*argv, "--config", str(config), "--out", str(tmp_path / "config")]) == 0
+    assert sf.info(tmp_path / "config" / "session.flac").subtype == "PCM_16"
+    config.write_text('[render]\nformat = "flac"\nsample_format = "FLOAT"\n')
+    capsys.readouterr()
+    assert main([*argv, "--config", str(config), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "render" in err and "FLOAT is for WAV only" in err and "\n" not in err
+
+
 def test_cli_chain_config_file_errors_name_the_key(tmp_path, capsys):
     config = tmp_path / "chain.toml"
     config.write_text("[chain]\ntarget_lufs = -23.0\nceiling_dbtpp = -1.0\n")

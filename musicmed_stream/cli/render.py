@@ -9,7 +9,8 @@ from musicmed_stream.allocator import limit_fragmentation
 from musicmed_stream.app import build_engine, planning_inputs
 from musicmed_stream.cli.common import add_plan_arguments, config_from_args, plan_from_args
 from musicmed_stream.engines.registry import ENGINE_NAMES
-from musicmed_stream.render import FORMATS, render_session
+from musicmed_stream.render import render_session
+from musicmed_stream.render_settings import FORMATS, SAMPLE_FORMATS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         engine,
         args.out,
         config.chain,
-        audio_format=args.format,
+        audio_format=args.format or config.render.format,
+        sample_format=args.sample_format or config.render.sample_format,
         end_fade_s=config.playback.fade_seconds,
         force=args.force,
         arguments=arguments,
@@ -82,7 +84,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(scores in clips/clip_NNN.json)",
     )
     group.add_argument("--out", default="out", metavar="DIR", help="output folder (default ./out)")
-    group.add_argument("--format", choices=FORMATS, default="wav", help="session file format (default wav)")
+    group.add_argument(
+        "--format", choices=FORMATS, help="session file format (default: [render] format, else wav)"
+    )
+    group.add_argument(
+        "--sample-format",
+        choices=SAMPLE_FORMATS,
+        help="session file samples (default: [render] sample_format, else PCM_24; FLOAT in WAV only)",
+    )
     group.add_argument(
         "--force", action="store_true", help="replace a render made with other arguments in --out"
     )

@@ -47,6 +47,7 @@ from musicmed_stream.engines.settings import EngineSettings
 from musicmed_stream.errors import ConfigError, MusicMedError
 from musicmed_stream.planner.types import DEFAULT_EXCLUDE_GENRES, DEFAULT_EXCLUDE_INSTRUMENTS
 from musicmed_stream.player.sinks import SinkSettings
+from musicmed_stream.render_settings import RenderSettings
 from musicmed_stream.serving.settings import ServeSettings
 
 PALETTE_KEYS = ("exclude_genres", "exclude_instruments")
@@ -143,6 +144,7 @@ class Config(Section):
     control: ControlSettings = Field(default_factory=ControlSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)  # generate-server (docs/serving.md)
+    render: RenderSettings = Field(default_factory=RenderSettings)  # musicmed-stream render
     # ``[[presets]]`` tables: one-tap sessions offered to the companions
     presets: list[Preset] = Field(default_factory=lambda: list(DEFAULT_PRESETS), max_length=20)
 
@@ -174,6 +176,7 @@ class Config(Section):
 RESTART_KEYS = (
     "engine",
     "serve",
+    "render",
     "chain",
     "sink",
     "control",
