@@ -154,27 +154,40 @@ def test_denoise_lowers_noise_floor_and_keeps_tone():
     assert np.sqrt(np.mean(out[-300:] ** 2)) > 0.1 * np.sqrt(np.mean(clip[-300:] ** 2))
 
 
+def reference_gate(
+    clip: np.ndarray,
+    *,
+    chunk_size: int,
+    stationary: bool = True,
+    freq_smooth_hz: float | None = None,
+    **extra: object,
+) -> np.ndarray:
+    """noisereduce's own ``reduce_noise`` with the chain's default gate settings."""
+    return noisereduce.reduce_noise(
+        y=clip.T,
+        sr=SR,
+        stationary=stationary,
+        prop_decrease=0.5,
+        n_fft=2048,
+        hop_length=1024,
+        y_noise=noise_reference(clip, 2048, 0.2) if stationary else None,
+        n_std_thresh_stationary=1.5,
+        freq_mask_smooth_hz=freq_smooth_hz,
+        time_mask_smooth_ms=None,
+        chunk_size=chunk_size,
+        padding=2048,
+        n_jobs=1,
+        use_tqdm=False,
+        **extra,
+    ).T
+
+
 @pytest.mark.parametrize("frames", [3 * SR + 333, 2 * 65536])
 def test_chunked_denoise_matches_noisereduce_on_the_whole_clip(frames):
     # denoise() lets noisereduce work in padded 65536-frame chunks for speed; on whole-hop chunk
     # borders every sample comes from the same STFT frames, so only float rounding may differ.
     clip = music_like(frames / SR + 0.1, seed=5)[:frames] + noise(frames / SR + 0.1, 0.01, seed=6)[:frames]
-    whole = noisereduce.reduce_noise(
-        y=clip.T,
-        sr=SR,
-        stationary=True,
-        prop_decrease=0.5,
-        n_fft=2048,
-        hop_length=1024,
-        y_noise=noise_reference(clip, 2048, 0.2),
-        n_std_thresh_stationary=1.5,
-        freq_mask_smooth_hz=None,
-        time_mask_smooth_ms=None,
-        chunk_size=frames + 1,
-        padding=2048,
-        n_jobs=1,
-        use_tqdm=False,
-    ).T
+    whole = reference_gate(clip, chunk_size=frames + 1)
     out = denoise(clip, SR)
     assert np.abs(out - clip).max() > 1e-3  # the gate did act
     np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6)
@@ -193,23 +206,13 @@ def test_denoise_is_noisereduce_sample_for_sample(frames, options, chunk):
     # (no temporary file): the same calls, so the very same samples.
     clip = music_like(frames / SR + 0.1, seed=8)[:frames] + noise(frames / SR + 0.1, 0.01, seed=9)[:frames]
     stationary = options.get("stationary", True)
-    expected = noisereduce.reduce_noise(
-        y=clip.T,
-        sr=SR,
+    expected = reference_gate(
+        clip,
         stationary=stationary,
-        prop_decrease=0.5,
-        n_fft=2048,
-        hop_length=1024,
-        y_noise=noise_reference(clip, 2048, 0.2) if stationary else None,
-        n_std_thresh_stationary=1.5,
-        freq_mask_smooth_hz=options.get("freq_smooth_hz"),
-        time_mask_smooth_ms=None,
+        freq_smooth_hz=options.get("freq_smooth_hz"),
         chunk_size=chunk or frames + 1,
-        padding=2048,
         clip_noise_stationary=False,
-        n_jobs=1,
-        use_tqdm=False,
-    ).T
+    )
     out = denoise(clip, SR, **options)
     assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
     assert np.abs(out - clip).max() > 1e-3  # the gate did act

@@ -257,11 +257,9 @@ def parse_volume(text: str, current: float | None = None) -> float:
     percent = spec.endswith("%")
     number = spec.rstrip("%").strip()
     try:
-        value = float(number)
-    except ValueError:
+        value = _number(number, "volume")
+    except CtlError:
         raise CtlError(f"volume {text!r} is not a level: {VOLUME_HELP}") from None
-    if not math.isfinite(value):
-        raise CtlError(f"volume {text!r} is not a level: {VOLUME_HELP}")
     if step:
         if current is None:
             raise CtlError("the daemon did not say its volume, so there is nothing to step from")
